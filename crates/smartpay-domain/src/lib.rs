@@ -1,0 +1,20 @@
+//! SmartPay's domain: the rules, with no IO and no async.
+//!
+//! - [`money`]: exact amounts in minor units of ISO 4217 currencies.
+//! - [`json`]: the strict JSON reader request bodies go through.
+//! - [`schema`] and [`checkout`]: table-driven validation of request bodies.
+//! - [`status`]: the status model and its one transition function.
+//! - [`time`]: instants and their ISO 8601 form.
+//! - [`violation`]: rule violations with stable codes.
+
+pub mod checkout;
+pub mod json;
+pub mod money;
+pub mod schema;
+pub mod status;
+pub mod time;
+pub mod violation;
+
+pub use money::{Currency, Money};
+pub use status::{Event, PaymentStatus};
+pub use time::Millis;
