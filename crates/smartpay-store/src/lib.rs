@@ -1,1 +1,81 @@
-//! placeholder during bootstrap
+//! Storage for SmartPay: the [`Store`] trait every caller uses, and its SQLite
+//! implementation ([`SqliteStore`]).
+//!
+//! The trait speaks in domain records, never SQL, so a PostgreSQL implementation can follow
+//! without touching callers. Every method that writes does all of its work in one
+//! transaction: a status change and its history row, a checkout and its idempotency claims.
+
+mod model;
+mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use model::*;
+pub use sqlite::{SqliteOptions, SqliteStore, StoreStats};
+
+use smartpay_domain::Millis;
+
+/// A boxed future, so the trait can be used as `Arc<dyn Store>`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or written right now (disk full, I/O error, locked).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A uniqueness rule refused the write.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The named record does not exist.
+    #[error("not found")]
+    NotFound,
+    /// Anything else: a bug or a corrupt database.
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+/// Everything SmartPay keeps.
+pub trait Store: Send + Sync + 'static {
+    /// Succeeds when the store can serve reads and writes.
+    fn ping(&self) -> StoreFuture<'_, ()>;
+
+    // --- merchants and credentials (operator commands, authentication) ---
+    fn create_merchant(&self, merchant: Merchant) -> StoreFuture<'_, ()>;
+    fn merchant(&self, id: &str) -> StoreFuture<'_, Option<Merchant>>;
+    fn merchants(&self) -> StoreFuture<'_, Vec<Merchant>>;
+    fn set_merchant_status(&self, id: &str, status: MerchantStatus) -> StoreFuture<'_, ()>;
+    fn add_credential(&self, credential: Credential) -> StoreFuture<'_, ()>;
+    /// Revokes a credential; `NotFound` when there is no such unrevoked credential.
+    fn revoke_credential(&self, id: &str, at: Millis) -> StoreFuture<'_, ()>;
+    fn credentials(&self, merchant_id: &str) -> StoreFuture<'_, Vec<Credential>>;
+    /// The unrevoked Basic credentials of an active merchant.
+    fn active_basic_credentials(&self, merchant_id: &str) -> StoreFuture<'_, Vec<Credential>>;
+    /// An unrevoked OAuth client of an active merchant.
+    fn active_oauth_client(&self, client_id: &str) -> StoreFuture<'_, Option<Credential>>;
+    /// Bumped by every change to merchants, credentials and signing keys.
+    fn auth_epoch(&self) -> StoreFuture<'_, i64>;
+
+    // --- token-signing keys ---
+    /// Adds a key that signs from now on; every other active key is retired at `key.created_at`.
+    fn rotate_signing_key(&self, key: SigningKey) -> StoreFuture<'_, ()>;
+    fn signing_keys(&self) -> StoreFuture<'_, Vec<SigningKey>>;
+    /// Deletes keys retired before `before`.
+    fn delete_retired_signing_keys(&self, before: Millis) -> StoreFuture<'_, u64>;
+
+    // --- payments ---
+    /// Stores a checkout, its first history row and its idempotency claims, or answers the
+    /// replay or conflict an existing claim calls for. Atomic.
+    fn create_checkout(&self, checkout: NewCheckout) -> StoreFuture<'_, CreateOutcome>;
+    /// A merchant's payment with its status history; another merchant's is `None`.
+    fn payment(&self, merchant_id: &str, id: &str) -> StoreFuture<'_, Option<Payment>>;
+    /// Moves up to `limit` checkouts whose lifetime ended at `now` to `EXPIRED`.
+    fn expire_due(&self, now: Millis, limit: u32) -> StoreFuture<'_, Vec<Expired>>;
+    /// Deletes idempotency records that expired before `now`.
+    fn prune_idempotency(&self, now: Millis) -> StoreFuture<'_, u64>;
+
+    /// Group-commit figures, where the implementation batches writes.
+    fn stats(&self) -> Option<&StoreStats> {
+        None
+    }
+}

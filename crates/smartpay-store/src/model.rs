@@ -1,0 +1,170 @@
+//! Records the store reads and writes. Plain data: rules live in `smartpay-domain`.
+
+use smartpay_domain::{Millis, PaymentStatus};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MerchantStatus {
+    Active,
+    Disabled,
+}
+
+#[derive(Debug, Clone)]
+pub struct Merchant {
+    /// The merchantKey.
+    pub id: String,
+    pub name: String,
+    pub status: MerchantStatus,
+    pub capture_mode: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// `Authorization: Basic base64(merchantKey:authenticationKey)`.
+    Basic,
+    /// OAuth2 client credentials (`client_id` / `client_secret`).
+    OAuth,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Basic => "BASIC",
+            CredentialKind::OAuth => "OAUTH",
+        }
+    }
+}
+
+/// An API credential. Only a keyed digest of its secret is ever stored.
+#[derive(Clone)]
+pub struct Credential {
+    pub id: String,
+    pub merchant_id: String,
+    pub kind: CredentialKind,
+    pub client_id: Option<String>,
+    pub secret_digest: Vec<u8>,
+    pub label: String,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("id", &self.id)
+            .field("merchant_id", &self.merchant_id)
+            .field("kind", &self.kind)
+            .field("client_id", &self.client_id)
+            .field("label", &self.label)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token-signing key; the private half is encrypted by the server before it gets here.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: String,
+    pub public_jwk: String,
+    pub private_enc: Vec<u8>,
+    pub created_at: Millis,
+    pub retired_at: Option<Millis>,
+}
+
+/// Which request property makes a create request repeatable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdempotencyScope {
+    /// The `Idempotency-Key` header.
+    Header,
+    /// The body's `partnerReference`.
+    PartnerReference,
+}
+
+impl IdempotencyScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdempotencyScope::Header => "IDEMPOTENCY_KEY",
+            IdempotencyScope::PartnerReference => "PARTNER_REFERENCE",
+        }
+    }
+}
+
+/// A claim on an idempotency key, written with the payment it produced.
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    pub scope: IdempotencyScope,
+    pub key: String,
+    pub route: String,
+    pub fingerprint: Vec<u8>,
+    /// The response to replay, already encrypted by the caller.
+    pub response_enc: Vec<u8>,
+    pub expires_at: Option<Millis>,
+}
+
+/// A new checkout, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewCheckout {
+    pub id: String,
+    pub merchant_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub description: String,
+    pub partner_reference: Option<String>,
+    pub customer_account_id: Option<String>,
+    pub external_order_reference: Option<String>,
+    pub custom_references: Option<String>,
+    pub culture: Option<String>,
+    pub request_json: String,
+    pub token_digest: Vec<u8>,
+    pub identity_subject: Option<String>,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub claims: Vec<IdempotencyClaim>,
+}
+
+/// What storing a checkout did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    /// An earlier request with the same key and the same fingerprint: its stored response.
+    Replay { response_enc: Vec<u8>, payment_id: String },
+    /// The key was used before with a different request.
+    Conflict { scope: IdempotencyScope },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub status: PaymentStatus,
+    pub at: Millis,
+    pub reason: Option<String>,
+}
+
+/// A payment as Get Payment Status shows it.
+#[derive(Debug, Clone)]
+pub struct Payment {
+    pub id: String,
+    pub merchant_id: String,
+    pub status: PaymentStatus,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub description: String,
+    pub partner_reference: Option<String>,
+    pub customer_account_id: Option<String>,
+    pub external_order_reference: Option<String>,
+    pub custom_references: Option<String>,
+    pub payment_method: String,
+    pub reconciliation_reference_id: Option<String>,
+    pub mit: bool,
+    pub created_at: Millis,
+    pub last_status_at: Millis,
+    pub expires_at: Millis,
+    pub history: Vec<StatusChange>,
+}
+
+/// A payment the expiry sweep moved to `EXPIRED`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    pub payment_id: String,
+    pub merchant_id: String,
+}

@@ -1,0 +1,250 @@
+//! The SQLite store: WAL mode, `synchronous=FULL`, one writer thread that gathers concurrent
+//! writes into group commits, and a small pool of read-only connections.
+//!
+//! Every write is a job run inside its own savepoint of the batch's transaction, so one job's
+//! failure (a uniqueness conflict, say) never undoes another's; a job's caller hears back only
+//! after the batch's `COMMIT` has reached the disk.
+
+mod imp;
+mod migrate;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::StoreError;
+
+/// How the database is opened.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    /// Read-only connections (at least 1).
+    pub readers: usize,
+    /// Most writes committed together.
+    pub max_batch: usize,
+}
+
+impl SqliteOptions {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteOptions { path: path.into(), readers: 4, max_batch: 512 }
+    }
+}
+
+/// Upper bounds of the batch-size histogram buckets.
+pub const BATCH_BUCKETS: [u64; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+
+/// Group-commit figures, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Write jobs run.
+    pub jobs: AtomicU64,
+    /// Batches per size bucket (`BATCH_BUCKETS`, then one for larger batches).
+    pub batch_size_buckets: [AtomicU64; BATCH_BUCKETS.len() + 1],
+    /// Sum of commit durations, in microseconds.
+    pub commit_micros: AtomicU64,
+}
+
+impl StoreStats {
+    fn record(&self, size: usize, commit_micros: u64) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.jobs.fetch_add(size as u64, Ordering::Relaxed);
+        self.commit_micros.fetch_add(commit_micros, Ordering::Relaxed);
+        let i = BATCH_BUCKETS.iter().position(|b| size as u64 <= *b).unwrap_or(BATCH_BUCKETS.len());
+        self.batch_size_buckets[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A write job: runs inside the batch transaction, then hears whether the batch committed.
+trait Job: Send {
+    fn run(&mut self, conn: &Connection);
+    fn finish(self: Box<Self>, committed: Result<(), String>);
+}
+
+struct TypedJob<R, F> {
+    work: Option<F>,
+    result: Option<Result<R, StoreError>>,
+    reply: oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<R, F> Job for TypedJob<R, F>
+where
+    R: Send + 'static,
+    F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection) {
+        let Some(work) = self.work.take() else { return };
+        let result = match conn.execute_batch("SAVEPOINT job") {
+            Err(e) => Err(map_err(e)),
+            Ok(()) => {
+                let r = work(conn);
+                let end = if r.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+                match conn.execute_batch(end) {
+                    Ok(()) => r,
+                    Err(e) => Err(map_err(e)),
+                }
+            }
+        };
+        self.result = Some(result);
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let out = match (committed, self.result) {
+            (Ok(()), Some(r)) => r,
+            (Err(e), _) => Err(StoreError::Unavailable(e)),
+            (Ok(()), None) => Err(StoreError::Internal("job did not run".into())),
+        };
+        let _ = self.reply.send(out);
+    }
+}
+
+/// SQLite behind the [`crate::Store`] trait.
+pub struct SqliteStore {
+    writer: mpsc::UnboundedSender<Box<dyn Job>>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    stats: Arc<StoreStats>,
+    path: PathBuf,
+}
+
+pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode as C;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            C::ConstraintViolation => StoreError::Conflict(e.to_string()),
+            C::DatabaseBusy | C::DatabaseLocked | C::DiskFull | C::SystemIoFailure | C::CannotOpen | C::ReadOnly => {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Internal(e.to_string()),
+        },
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(map_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(map_err)?;
+    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;").map_err(map_err)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database, applies pending migrations and starts the
+    /// writer thread.
+    pub fn open(options: SqliteOptions) -> Result<Self, StoreError> {
+        if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("create {}: {e}", dir.display())))?;
+        }
+        let mut writer_conn = open_conn(&options.path, false)?;
+        let mode: String = writer_conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(map_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable(format!("journal_mode is {mode}, WAL is required")));
+        }
+        writer_conn.execute_batch("PRAGMA secure_delete = ON;").map_err(map_err)?;
+        migrate::run(&mut writer_conn)?;
+        let synchronous: i64 = writer_conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(map_err)?;
+        if synchronous != 2 {
+            return Err(StoreError::Internal(format!("synchronous is {synchronous}, FULL (2) is required")));
+        }
+
+        let readers = (0..options.readers.max(1))
+            .map(|_| open_conn(&options.path, true).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let stats = Arc::new(StoreStats::default());
+        let (tx, rx) = mpsc::unbounded_channel::<Box<dyn Job>>();
+        let thread_stats = stats.clone();
+        let max_batch = options.max_batch.max(1);
+        std::thread::Builder::new()
+            .name("smartpay-store-writer".into())
+            .spawn(move || writer_loop(writer_conn, rx, max_batch, &thread_stats))
+            .map_err(|e| StoreError::Internal(format!("spawn writer: {e}")))?;
+        Ok(SqliteStore { writer: tx, readers, next_reader: AtomicUsize::new(0), stats, path: options.path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Group-commit figures.
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    /// Runs `work` in the next group commit and answers once it is durable.
+    pub(crate) async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(TypedJob { work: Some(work), result: None, reply });
+        self.writer.send(job).map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Unavailable("writer stopped".into()))?
+    }
+
+    /// Runs `work` on a read-only connection. Queries are short, so a connection is taken
+    /// in place instead of moving to a blocking thread.
+    pub(crate) fn read<R>(&self, work: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let n = self.readers.len();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            if let Ok(conn) = self.readers[(start + i) % n].try_lock() {
+                return work(&conn);
+            }
+        }
+        let conn = self.readers[start % n].lock().map_err(|_| StoreError::Internal("reader poisoned".into()))?;
+        work(&conn)
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Box<dyn Job>>, max_batch: usize, stats: &StoreStats) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let committed = match conn.execute_batch("BEGIN IMMEDIATE") {
+            Err(e) => Err(e.to_string()),
+            Ok(()) => {
+                for job in batch.iter_mut() {
+                    job.run(&conn);
+                }
+                match conn.execute_batch("COMMIT") {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        let _ = conn.execute_batch("ROLLBACK");
+                        Err(e.to_string())
+                    }
+                }
+            }
+        };
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, jobs = batch.len(), "store batch failed");
+        }
+        stats.record(batch.len(), u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        for job in batch.drain(..) {
+            job.finish(committed.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

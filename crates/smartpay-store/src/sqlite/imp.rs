@@ -1,0 +1,406 @@
+//! The [`Store`] methods in SQL. Writes go through [`SqliteStore::write`] (group commit),
+//! reads through [`SqliteStore::read`].
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use smartpay_domain::status::{Event, transition};
+use smartpay_domain::{Millis, PaymentStatus};
+
+use super::{SqliteStore, map_err};
+use crate::*;
+
+fn bump_epoch(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute("UPDATE auth_epoch SET epoch = epoch + 1 WHERE id = 1", []).map_err(map_err)?;
+    Ok(())
+}
+
+fn merchant_from(r: &Row<'_>) -> rusqlite::Result<Merchant> {
+    let status: String = r.get(2)?;
+    Ok(Merchant {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        status: if status == "ACTIVE" { MerchantStatus::Active } else { MerchantStatus::Disabled },
+        capture_mode: r.get(3)?,
+        created_at: Millis(r.get(4)?),
+    })
+}
+
+const CREDENTIAL_COLUMNS: &str = "c.id, c.merchant_id, c.kind, c.client_id, c.secret_digest, c.label, c.created_at_ms, c.revoked_at_ms";
+
+fn credential_from(r: &Row<'_>) -> rusqlite::Result<Credential> {
+    let kind: String = r.get(2)?;
+    Ok(Credential {
+        id: r.get(0)?,
+        merchant_id: r.get(1)?,
+        kind: if kind == "BASIC" { CredentialKind::Basic } else { CredentialKind::OAuth },
+        client_id: r.get(3)?,
+        secret_digest: r.get(4)?,
+        label: r.get(5)?,
+        created_at: Millis(r.get(6)?),
+        revoked_at: r.get::<_, Option<i64>>(7)?.map(Millis),
+    })
+}
+
+fn signing_key_from(r: &Row<'_>) -> rusqlite::Result<SigningKey> {
+    Ok(SigningKey {
+        kid: r.get(0)?,
+        alg: r.get(1)?,
+        public_jwk: r.get(2)?,
+        private_enc: r.get(3)?,
+        created_at: Millis(r.get(4)?),
+        retired_at: r.get::<_, Option<i64>>(5)?.map(Millis),
+    })
+}
+
+fn status_from(s: &str) -> Result<PaymentStatus, StoreError> {
+    PaymentStatus::parse(s).ok_or_else(|| StoreError::Internal(format!("unknown status {s:?} in database")))
+}
+
+fn boxed<'a, T: Send + 'a>(f: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'a) -> StoreFuture<'a, T> {
+    Box::pin(f)
+}
+
+fn ready<'a, T: Send + 'a>(r: Result<T, StoreError>) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(r))
+}
+
+/// Writes a status change and its history row; the status must come from `transition`.
+fn record_status(conn: &Connection, payment_id: &str, from: PaymentStatus, to: PaymentStatus, at: Millis, reason: Option<&str>) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached("UPDATE payments SET status = ?1, last_status_at_ms = ?2 WHERE id = ?3 AND status = ?4")
+        .and_then(|mut s| s.execute(params![to.as_str(), at.0, payment_id, from.as_str()]))
+        .map_err(map_err)?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "INSERT INTO payment_status_history (payment_id, seq, status, at_ms, reason)
+         SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4 FROM payment_status_history WHERE payment_id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![payment_id, to.as_str(), at.0, reason]))
+    .map_err(map_err)?;
+    Ok(true)
+}
+
+fn create_checkout_tx(conn: &Connection, c: &NewCheckout) -> Result<CreateOutcome, StoreError> {
+    // An earlier claim on any of the keys decides the answer.
+    for claim in &c.claims {
+        let found: Option<(Vec<u8>, Vec<u8>, String, Option<i64>)> = conn
+            .prepare_cached(
+                "SELECT fingerprint, response_enc, payment_id, expires_at_ms FROM idempotency_keys
+                 WHERE merchant_id = ?1 AND scope = ?2 AND key = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![c.merchant_id, claim.scope.as_str(), claim.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                    .optional()
+            })
+            .map_err(map_err)?;
+        if let Some((fingerprint, response_enc, payment_id, expires)) = found {
+            if expires.is_some_and(|e| e <= c.created_at.0) {
+                conn.execute(
+                    "DELETE FROM idempotency_keys WHERE merchant_id = ?1 AND scope = ?2 AND key = ?3",
+                    params![c.merchant_id, claim.scope.as_str(), claim.key],
+                )
+                .map_err(map_err)?;
+            } else if fingerprint == claim.fingerprint {
+                return Ok(CreateOutcome::Replay { response_enc, payment_id });
+            } else {
+                return Ok(CreateOutcome::Conflict { scope: claim.scope });
+            }
+        }
+    }
+    conn.prepare_cached(
+        "INSERT INTO payments (id, merchant_id, status, amount_minor, currency, description, partner_reference,
+            customer_account_id, external_order_reference, custom_references, culture, request_json, token_digest,
+            identity_subject, created_at_ms, last_status_at_ms, expires_at_ms)
+         VALUES (?1, ?2, 'CREATED', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            c.id,
+            c.merchant_id,
+            c.amount_minor,
+            c.currency,
+            c.description,
+            c.partner_reference,
+            c.customer_account_id,
+            c.external_order_reference,
+            c.custom_references,
+            c.culture,
+            c.request_json,
+            c.token_digest,
+            c.identity_subject,
+            c.created_at.0,
+            c.expires_at.0
+        ])
+    })
+    .map_err(map_err)?;
+    conn.prepare_cached("INSERT INTO payment_status_history (payment_id, seq, status, at_ms) VALUES (?1, 1, 'CREATED', ?2)")
+        .and_then(|mut s| s.execute(params![c.id, c.created_at.0]))
+        .map_err(map_err)?;
+    for claim in &c.claims {
+        conn.prepare_cached(
+            "INSERT INTO idempotency_keys (merchant_id, scope, key, route, fingerprint, payment_id, response_enc, created_at_ms, expires_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                c.merchant_id,
+                claim.scope.as_str(),
+                claim.key,
+                claim.route,
+                claim.fingerprint,
+                c.id,
+                claim.response_enc,
+                c.created_at.0,
+                claim.expires_at.map(|m| m.0)
+            ])
+        })
+        .map_err(map_err)?;
+    }
+    Ok(CreateOutcome::Created)
+}
+
+fn read_payment(conn: &Connection, merchant_id: &str, id: &str) -> Result<Option<Payment>, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT id, merchant_id, status, amount_minor, currency, description, partner_reference, customer_account_id,
+                    external_order_reference, custom_references, payment_method, reconciliation_reference_id, mit,
+                    created_at_ms, last_status_at_ms, expires_at_ms
+             FROM payments WHERE id = ?1 AND merchant_id = ?2",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![id, merchant_id], |r| {
+                Ok((
+                    Payment {
+                        id: r.get(0)?,
+                        merchant_id: r.get(1)?,
+                        status: PaymentStatus::Created,
+                        amount_minor: r.get(3)?,
+                        currency: r.get(4)?,
+                        description: r.get(5)?,
+                        partner_reference: r.get(6)?,
+                        customer_account_id: r.get(7)?,
+                        external_order_reference: r.get(8)?,
+                        custom_references: r.get(9)?,
+                        payment_method: r.get(10)?,
+                        reconciliation_reference_id: r.get(11)?,
+                        mit: r.get::<_, i64>(12)? != 0,
+                        created_at: Millis(r.get(13)?),
+                        last_status_at: Millis(r.get(14)?),
+                        expires_at: Millis(r.get(15)?),
+                        history: Vec::new(),
+                    },
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .optional()
+        })
+        .map_err(map_err)?;
+    let Some((mut p, status)) = row else { return Ok(None) };
+    p.status = status_from(&status)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT status, at_ms, reason FROM payment_status_history WHERE payment_id = ?1 ORDER BY seq")
+        .map_err(map_err)?;
+    let rows = stmt
+        .query_map([&p.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<String>>(2)?)))
+        .map_err(map_err)?;
+    for row in rows {
+        let (s, at, reason) = row.map_err(map_err)?;
+        p.history.push(StatusChange { status: status_from(&s)?, at: Millis(at), reason });
+    }
+    Ok(Some(p))
+}
+
+fn expire_tx(conn: &Connection, now: Millis, limit: u32) -> Result<Vec<Expired>, StoreError> {
+    let due: Vec<(String, String, String)> = {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, merchant_id, status FROM payments WHERE status = 'CREATED' AND expires_at_ms <= ?1
+                 ORDER BY expires_at_ms LIMIT ?2",
+            )
+            .map_err(map_err)?;
+        let rows = stmt.query_map(params![now.0, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)?
+    };
+    let mut expired = Vec::new();
+    for (id, merchant_id, status) in due {
+        let from = status_from(&status)?;
+        let Ok(to) = transition(from, Event::Expired) else { continue };
+        if record_status(conn, &id, from, to, now, Some("checkout lifetime ended"))? {
+            expired.push(Expired { payment_id: id, merchant_id });
+        }
+    }
+    Ok(expired)
+}
+
+impl Store for SqliteStore {
+    fn stats(&self) -> Option<&StoreStats> {
+        Some(&self.stats)
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        let r = self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err));
+        match r {
+            Err(e) => ready(Err(e)),
+            Ok(()) => boxed(self.write(|c| c.execute_batch("SELECT 1").map_err(map_err))),
+        }
+    }
+
+    fn create_merchant(&self, m: Merchant) -> StoreFuture<'_, ()> {
+        boxed(self.write(move |c| {
+            c.execute(
+                "INSERT INTO merchants (id, name, status, capture_mode, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![m.id, m.name, if m.status == MerchantStatus::Active { "ACTIVE" } else { "DISABLED" }, m.capture_mode, m.created_at.0],
+            )
+            .map_err(map_err)?;
+            bump_epoch(c)
+        }))
+    }
+
+    fn merchant(&self, id: &str) -> StoreFuture<'_, Option<Merchant>> {
+        ready(self.read(|c| {
+            c.query_row("SELECT id, name, status, capture_mode, created_at_ms FROM merchants WHERE id = ?1", [id], merchant_from)
+                .optional()
+                .map_err(map_err)
+        }))
+    }
+
+    fn merchants(&self) -> StoreFuture<'_, Vec<Merchant>> {
+        ready(self.read(|c| {
+            let mut s = c.prepare("SELECT id, name, status, capture_mode, created_at_ms FROM merchants ORDER BY created_at_ms, id").map_err(map_err)?;
+            let rows = s.query_map([], merchant_from).map_err(map_err)?;
+            rows.collect::<Result<_, _>>().map_err(map_err)
+        }))
+    }
+
+    fn set_merchant_status(&self, id: &str, status: MerchantStatus) -> StoreFuture<'_, ()> {
+        let id = id.to_owned();
+        boxed(self.write(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE merchants SET status = ?1 WHERE id = ?2",
+                    params![if status == MerchantStatus::Active { "ACTIVE" } else { "DISABLED" }, id],
+                )
+                .map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            bump_epoch(c)
+        }))
+    }
+
+    fn add_credential(&self, cr: Credential) -> StoreFuture<'_, ()> {
+        boxed(self.write(move |c| {
+            c.execute(
+                "INSERT INTO api_credentials (id, merchant_id, kind, client_id, secret_digest, label, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![cr.id, cr.merchant_id, cr.kind.as_str(), cr.client_id, cr.secret_digest, cr.label, cr.created_at.0],
+            )
+            .map_err(map_err)?;
+            bump_epoch(c)
+        }))
+    }
+
+    fn revoke_credential(&self, id: &str, at: Millis) -> StoreFuture<'_, ()> {
+        let id = id.to_owned();
+        boxed(self.write(move |c| {
+            let n = c
+                .execute("UPDATE api_credentials SET revoked_at_ms = ?1 WHERE id = ?2 AND revoked_at_ms IS NULL", params![at.0, id])
+                .map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            bump_epoch(c)
+        }))
+    }
+
+    fn credentials(&self, merchant_id: &str) -> StoreFuture<'_, Vec<Credential>> {
+        ready(self.read(|c| {
+            let mut s = c
+                .prepare(&format!("SELECT {CREDENTIAL_COLUMNS} FROM api_credentials c WHERE c.merchant_id = ?1 ORDER BY c.created_at_ms, c.id"))
+                .map_err(map_err)?;
+            let rows = s.query_map([merchant_id], credential_from).map_err(map_err)?;
+            rows.collect::<Result<_, _>>().map_err(map_err)
+        }))
+    }
+
+    fn active_basic_credentials(&self, merchant_id: &str) -> StoreFuture<'_, Vec<Credential>> {
+        ready(self.read(|c| {
+            let mut s = c
+                .prepare_cached(&format!(
+                    "SELECT {CREDENTIAL_COLUMNS} FROM api_credentials c JOIN merchants m ON m.id = c.merchant_id
+                     WHERE c.merchant_id = ?1 AND c.kind = 'BASIC' AND c.revoked_at_ms IS NULL AND m.status = 'ACTIVE'"
+                ))
+                .map_err(map_err)?;
+            let rows = s.query_map([merchant_id], credential_from).map_err(map_err)?;
+            rows.collect::<Result<_, _>>().map_err(map_err)
+        }))
+    }
+
+    fn active_oauth_client(&self, client_id: &str) -> StoreFuture<'_, Option<Credential>> {
+        ready(self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM api_credentials c JOIN merchants m ON m.id = c.merchant_id
+                 WHERE c.client_id = ?1 AND c.kind = 'OAUTH' AND c.revoked_at_ms IS NULL AND m.status = 'ACTIVE'"
+            ))
+            .and_then(|mut s| s.query_row([client_id], credential_from).optional())
+            .map_err(map_err)
+        }))
+    }
+
+    fn auth_epoch(&self) -> StoreFuture<'_, i64> {
+        ready(self.read(|c| c.query_row("SELECT epoch FROM auth_epoch WHERE id = 1", [], |r| r.get(0)).map_err(map_err)))
+    }
+
+    fn rotate_signing_key(&self, k: SigningKey) -> StoreFuture<'_, ()> {
+        boxed(self.write(move |c| {
+            c.execute("UPDATE signing_keys SET retired_at_ms = ?1 WHERE retired_at_ms IS NULL", [k.created_at.0]).map_err(map_err)?;
+            c.execute(
+                "INSERT INTO signing_keys (kid, alg, public_jwk, private_enc, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![k.kid, k.alg, k.public_jwk, k.private_enc, k.created_at.0],
+            )
+            .map_err(map_err)?;
+            bump_epoch(c)
+        }))
+    }
+
+    fn signing_keys(&self) -> StoreFuture<'_, Vec<SigningKey>> {
+        ready(self.read(|c| {
+            let mut s = c
+                .prepare("SELECT kid, alg, public_jwk, private_enc, created_at_ms, retired_at_ms FROM signing_keys ORDER BY created_at_ms, kid")
+                .map_err(map_err)?;
+            let rows = s.query_map([], signing_key_from).map_err(map_err)?;
+            rows.collect::<Result<_, _>>().map_err(map_err)
+        }))
+    }
+
+    fn delete_retired_signing_keys(&self, before: Millis) -> StoreFuture<'_, u64> {
+        boxed(self.write(move |c| {
+            let n = c.execute("DELETE FROM signing_keys WHERE retired_at_ms IS NOT NULL AND retired_at_ms < ?1", [before.0]).map_err(map_err)?;
+            if n > 0 {
+                bump_epoch(c)?;
+            }
+            Ok(n as u64)
+        }))
+    }
+
+    fn create_checkout(&self, checkout: NewCheckout) -> StoreFuture<'_, CreateOutcome> {
+        boxed(self.write(move |c| create_checkout_tx(c, &checkout)))
+    }
+
+    fn payment(&self, merchant_id: &str, id: &str) -> StoreFuture<'_, Option<Payment>> {
+        ready(self.read(|c| read_payment(c, merchant_id, id)))
+    }
+
+    fn expire_due(&self, now: Millis, limit: u32) -> StoreFuture<'_, Vec<Expired>> {
+        boxed(self.write(move |c| expire_tx(c, now, limit)))
+    }
+
+    fn prune_idempotency(&self, now: Millis) -> StoreFuture<'_, u64> {
+        boxed(self.write(move |c| {
+            let n = c
+                .execute("DELETE FROM idempotency_keys WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ?1", [now.0])
+                .map_err(map_err)?;
+            Ok(n as u64)
+        }))
+    }
+}

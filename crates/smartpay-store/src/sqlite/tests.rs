@@ -1,0 +1,183 @@
+use std::sync::Arc;
+
+use smartpay_domain::{Millis, PaymentStatus};
+
+use super::*;
+use crate::*;
+
+fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(SqliteOptions::new(dir.path().join("smartpay.db"))).unwrap()
+}
+
+async fn merchant(store: &SqliteStore, id: &str) {
+    store
+        .create_merchant(Merchant { id: id.into(), name: "Shop".into(), status: MerchantStatus::Active, capture_mode: "auto".into(), created_at: Millis(1) })
+        .await
+        .unwrap();
+}
+
+fn checkout(id: &str, merchant: &str, claims: Vec<IdempotencyClaim>) -> NewCheckout {
+    NewCheckout {
+        id: id.into(),
+        merchant_id: merchant.into(),
+        amount_minor: 1099,
+        currency: "EUR".into(),
+        description: "d".into(),
+        partner_reference: None,
+        customer_account_id: None,
+        external_order_reference: None,
+        custom_references: None,
+        culture: None,
+        request_json: "{}".into(),
+        token_digest: id.as_bytes().to_vec(),
+        identity_subject: None,
+        created_at: Millis(1_000),
+        expires_at: Millis(61_000),
+        claims,
+    }
+}
+
+fn claim(key: &str, fingerprint: &[u8]) -> IdempotencyClaim {
+    IdempotencyClaim {
+        scope: IdempotencyScope::Header,
+        key: key.into(),
+        route: "POST /payment/creation".into(),
+        fingerprint: fingerprint.to_vec(),
+        response_enc: format!("response-{key}").into_bytes(),
+        expires_at: Some(Millis(86_401_000)),
+    }
+}
+
+#[tokio::test]
+async fn a_checkout_is_stored_with_its_first_history_row_and_only_its_merchant_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    merchant(&store, "m1").await;
+    merchant(&store, "m2").await;
+    assert_eq!(store.create_checkout(checkout("p1", "m1", vec![])).await.unwrap(), CreateOutcome::Created);
+    let p = store.payment("m1", "p1").await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::Created);
+    assert_eq!(p.amount_minor, 1099);
+    assert_eq!(p.history, vec![StatusChange { status: PaymentStatus::Created, at: Millis(1_000), reason: None }]);
+    assert!(store.payment("m2", "p1").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_same_request_and_refuses_a_different_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    merchant(&store, "m1").await;
+    merchant(&store, "m2").await;
+    assert_eq!(store.create_checkout(checkout("p1", "m1", vec![claim("k", b"f1")])).await.unwrap(), CreateOutcome::Created);
+    assert_eq!(
+        store.create_checkout(checkout("p2", "m1", vec![claim("k", b"f1")])).await.unwrap(),
+        CreateOutcome::Replay { response_enc: b"response-k".to_vec(), payment_id: "p1".into() }
+    );
+    assert_eq!(
+        store.create_checkout(checkout("p3", "m1", vec![claim("k", b"f2")])).await.unwrap(),
+        CreateOutcome::Conflict { scope: IdempotencyScope::Header }
+    );
+    assert!(store.payment("m1", "p2").await.unwrap().is_none(), "a replay stores nothing");
+    // Another merchant's use of the same key is its own.
+    assert_eq!(store.create_checkout(checkout("p4", "m2", vec![claim("k", b"f1")])).await.unwrap(), CreateOutcome::Created);
+}
+
+#[tokio::test]
+async fn an_expired_idempotency_key_executes_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    merchant(&store, "m1").await;
+    store.create_checkout(checkout("p1", "m1", vec![claim("k", b"f1")])).await.unwrap();
+    let mut later = checkout("p2", "m1", vec![claim("k", b"f1")]);
+    later.created_at = Millis(86_401_000);
+    assert_eq!(store.create_checkout(later).await.unwrap(), CreateOutcome::Created);
+}
+
+#[tokio::test]
+async fn a_failing_write_does_not_undo_the_others_in_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir));
+    merchant(&store, "m1").await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let store = store.clone();
+        // Every tenth checkout reuses a token digest and must fail alone.
+        let mut c = checkout(&format!("p{i}"), "m1", vec![]);
+        if i % 10 == 9 {
+            c.token_digest = b"p0".to_vec();
+        }
+        tasks.push(tokio::spawn(async move { store.create_checkout(c).await }));
+    }
+    let mut ok = 0;
+    let mut conflicts = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(CreateOutcome::Created) => ok += 1,
+            Err(StoreError::Conflict(_)) => conflicts += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((ok, conflicts), (180, 20));
+    let stats = store.stats();
+    assert!(stats.batches.load(Ordering::Relaxed) < stats.jobs.load(Ordering::Relaxed), "writes were grouped into batches");
+}
+
+#[tokio::test]
+async fn due_checkouts_expire_once_with_a_history_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    merchant(&store, "m1").await;
+    store.create_checkout(checkout("p1", "m1", vec![])).await.unwrap();
+    assert!(store.expire_due(Millis(60_999), 100).await.unwrap().is_empty());
+    assert_eq!(store.expire_due(Millis(61_000), 100).await.unwrap(), vec![Expired { payment_id: "p1".into(), merchant_id: "m1".into() }]);
+    assert!(store.expire_due(Millis(99_000), 100).await.unwrap().is_empty());
+    let p = store.payment("m1", "p1").await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::Expired);
+    assert_eq!(p.history.iter().map(|h| h.status).collect::<Vec<_>>(), [PaymentStatus::Created, PaymentStatus::Expired]);
+}
+
+#[tokio::test]
+async fn data_and_schema_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        merchant(&store, "m1").await;
+        store.create_checkout(checkout("p1", "m1", vec![])).await.unwrap();
+    }
+    let store = open(&dir);
+    assert!(store.payment("m1", "p1").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn revoking_bumps_the_auth_epoch_and_hides_the_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    merchant(&store, "m1").await;
+    let cred = Credential {
+        id: "c1".into(),
+        merchant_id: "m1".into(),
+        kind: CredentialKind::OAuth,
+        client_id: Some("client".into()),
+        secret_digest: vec![1; 32],
+        label: String::new(),
+        created_at: Millis(1),
+        revoked_at: None,
+    };
+    store.add_credential(cred).await.unwrap();
+    let before = store.auth_epoch().await.unwrap();
+    assert!(store.active_oauth_client("client").await.unwrap().is_some());
+    store.revoke_credential("c1", Millis(2)).await.unwrap();
+    assert!(store.auth_epoch().await.unwrap() > before);
+    assert!(store.active_oauth_client("client").await.unwrap().is_none());
+    assert!(matches!(store.revoke_credential("c1", Millis(3)).await, Err(StoreError::NotFound)));
+}
+
+#[tokio::test]
+async fn the_database_refuses_statuses_outside_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    merchant(&store, "m1").await;
+    store.create_checkout(checkout("p1", "m1", vec![])).await.unwrap();
+    let r = store.write(|c| c.execute("UPDATE payments SET status = 'PAID' WHERE id = 'p1'", []).map_err(map_err)).await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+}
