@@ -1,1 +1,17 @@
-//! placeholder during bootstrap
+//! The SmartPay server: configuration, authentication, the HTTP API, use cases and
+//! background workers. See `ARCHITECTURE.md` for a walkthrough of a request.
+
+pub mod app;
+pub mod auth;
+pub mod checkout;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod provision;
+pub mod secrets;
+pub mod telemetry;
+pub mod workers;
+
+pub use app::{AppState, Running, open_store, start};
+pub use config::{Config, LogFormat, Mode};

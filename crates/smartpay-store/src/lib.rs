@@ -12,7 +12,12 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use model::*;
-pub use sqlite::{SqliteOptions, SqliteStore, StoreStats};
+pub use sqlite::{BATCH_BUCKETS, SqliteOptions, SqliteStore, StoreStats};
+
+/// Upper bounds of the group-commit batch-size buckets in [`StoreStats`].
+pub fn sqlite_batch_buckets() -> &'static [u64] {
+    &BATCH_BUCKETS
+}
 
 use smartpay_domain::Millis;
 

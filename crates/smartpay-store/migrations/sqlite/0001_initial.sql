@@ -7,6 +7,7 @@ CREATE TABLE merchants (
     name          TEXT NOT NULL,
     status        TEXT NOT NULL CHECK (status IN ('ACTIVE', 'DISABLED')),
     capture_mode  TEXT NOT NULL DEFAULT 'auto' CHECK (capture_mode IN ('auto', 'manual', 'delayed')),
+    identity_jwks TEXT,                           -- JWKS of the merchant's end-user identity issuer (X-Access-Token)
     created_at_ms INTEGER NOT NULL
 );
 

@@ -1,0 +1,213 @@
+//! Use cases of the integration guide's first and last steps: Create Checkout and Get Payment
+//! Status. Validate → authorize → claim idempotency → store (one transaction) → respond.
+
+use std::sync::atomic::Ordering;
+
+use smartpay_api_types as api;
+use smartpay_domain::checkout::{self, ValidCheckout};
+use smartpay_domain::json::Value;
+use smartpay_domain::{Currency, Millis, money};
+use smartpay_store::{CreateOutcome, IdempotencyClaim, IdempotencyScope, NewCheckout, Payment};
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, Problem};
+use crate::secrets::{self, sha256};
+
+pub const CREATE_ROUTE: &str = "POST /payment/creation";
+
+/// A Create Checkout answer: the exact response body, and whether it was replayed.
+pub struct CreateAnswer {
+    pub body: Vec<u8>,
+    pub replayed: bool,
+}
+
+/// Checks an `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+pub fn check_idempotency_key(key: &[u8]) -> Result<String, ApiError> {
+    let ok = !key.is_empty() && key.len() <= 255 && key.iter().all(|b| (0x21..=0x7e).contains(b));
+    match std::str::from_utf8(key) {
+        Ok(s) if ok => Ok(s.to_owned()),
+        _ => Err(ApiError::invalid(
+            Problem::new("invalid_header")
+                .at("Idempotency-Key")
+                .with("rule", smartpay_domain::violation::Fact::Text("1 to 255 visible ASCII characters".into())),
+        )),
+    }
+}
+
+/// Holds idempotency keys as "in flight" until dropped.
+struct InFlight<'a> {
+    state: &'a AppState,
+    keys: Vec<(String, &'static str, String)>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.state.in_flight.lock() {
+            for k in &self.keys {
+                set.remove(k);
+            }
+        }
+    }
+}
+
+fn claim_in_flight<'a>(state: &'a AppState, merchant: &str, claims: &[IdempotencyClaim]) -> Result<InFlight<'a>, ApiError> {
+    let mut set = state.in_flight.lock().map_err(|_| ApiError::Internal("in-flight set poisoned".into()))?;
+    let keys: Vec<_> = claims.iter().map(|c| (merchant.to_owned(), c.scope.as_str(), c.key.clone())).collect();
+    if let Some(busy) = claims.iter().zip(&keys).find(|(_, k)| set.contains(*k)) {
+        return Err(ApiError::RequestInProgress { property: property_of(busy.0.scope) });
+    }
+    for k in &keys {
+        set.insert(k.clone());
+    }
+    Ok(InFlight { state, keys })
+}
+
+fn property_of(scope: IdempotencyScope) -> &'static str {
+    match scope {
+        IdempotencyScope::Header => "Idempotency-Key",
+        IdempotencyScope::PartnerReference => "partnerReference",
+    }
+}
+
+/// Create Checkout (`POST /payment/creation`).
+pub async fn create(state: &AppState, who: &Principal, body: &Value, idempotency_key: Option<String>, identity_subject: Option<String>) -> Result<CreateAnswer, ApiError> {
+    // Another merchant's key learns nothing, not even validation results.
+    if let Some(key) = checkout::merchant_key_of(body) {
+        if !key.eq_ignore_ascii_case(&who.merchant_id) {
+            return Err(ApiError::MerchantKeyMismatch { ignored: Vec::new() });
+        }
+    }
+    let valid: ValidCheckout = checkout::validate(body)
+        .map_err(|(violations, ignored)| ApiError::Invalid { problems: violations.into_iter().map(Problem::from).collect(), ignored })?;
+
+    let now = Millis::now();
+    let id = uuid::Uuid::new_v4().to_string();
+    let token = secrets::random_alphanumeric(64)?;
+    let response = api::CreateCheckoutResponse {
+        transaction_id: id.clone(),
+        checkout_token: token,
+        payment_status: smartpay_domain::PaymentStatus::Created.as_str().to_owned(),
+        request_time: now.to_iso8601(),
+        external_order_reference: valid.external_order_reference.clone(),
+        ignored_properties: valid.ignored.clone(),
+    };
+    let body = serde_json::to_vec(&response).map_err(|e| ApiError::Internal(e.to_string()))?;
+
+    let fingerprint = sha256(&[CREATE_ROUTE.as_bytes(), b"\0", valid.canonical.as_bytes()]).to_vec();
+    let mut claims = Vec::new();
+    let needs_replay = idempotency_key.is_some() || valid.partner_reference.is_some();
+    let response_enc = if needs_replay { state.secrets.seal(id.as_bytes(), &body)? } else { Vec::new() };
+    if let Some(key) = idempotency_key {
+        let ttl = i64::try_from(state.config.idempotency_ttl_seconds).unwrap_or(86_400);
+        claims.push(IdempotencyClaim {
+            scope: IdempotencyScope::Header,
+            key,
+            route: CREATE_ROUTE.into(),
+            fingerprint: fingerprint.clone(),
+            response_enc: response_enc.clone(),
+            expires_at: Some(now.plus_seconds(ttl)),
+        });
+    }
+    if let Some(reference) = &valid.partner_reference {
+        claims.push(IdempotencyClaim {
+            scope: IdempotencyScope::PartnerReference,
+            key: reference.clone(),
+            route: CREATE_ROUTE.into(),
+            fingerprint,
+            response_enc,
+            expires_at: None,
+        });
+    }
+    let _in_flight = claim_in_flight(state, &who.merchant_id, &claims)?;
+
+    let ttl = i64::try_from(state.config.checkout_ttl_seconds).unwrap_or(3600);
+    let outcome = state
+        .store
+        .create_checkout(NewCheckout {
+            id: id.clone(),
+            merchant_id: who.merchant_id.clone(),
+            amount_minor: valid.amount.minor,
+            currency: valid.amount.currency.code().to_owned(),
+            description: valid.description,
+            partner_reference: valid.partner_reference,
+            customer_account_id: valid.customer_account_id,
+            external_order_reference: valid.external_order_reference,
+            custom_references: valid.custom_references_json,
+            culture: valid.culture,
+            request_json: valid.canonical,
+            token_digest: state.secrets.token_digest(&response.checkout_token).to_vec(),
+            identity_subject,
+            created_at: now,
+            expires_at: now.plus_seconds(ttl),
+            claims,
+        })
+        .await?;
+    match outcome {
+        CreateOutcome::Created => {
+            state.metrics.counters.checkouts_created.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(transaction_id = %id, "checkout created");
+            Ok(CreateAnswer { body, replayed: false })
+        }
+        CreateOutcome::Replay { response_enc, payment_id } => {
+            let first = state.secrets.unseal(payment_id.as_bytes(), &response_enc)?;
+            state.metrics.counters.checkouts_replayed.fetch_add(1, Ordering::Relaxed);
+            Ok(CreateAnswer { body: first.to_vec(), replayed: true })
+        }
+        CreateOutcome::Conflict { scope } => Err(ApiError::IdempotencyConflict { property: property_of(scope) }),
+    }
+}
+
+/// Checks a `transactionId` path parameter.
+pub fn parse_transaction_id(id: &str) -> Result<String, ApiError> {
+    if smartpay_domain::schema::is_uuid(id) {
+        Ok(id.to_ascii_lowercase())
+    } else {
+        Err(ApiError::invalid(
+            Problem::new("invalid_format").at("transactionId").with("format", smartpay_domain::violation::Fact::Text("uuid".into())),
+        ))
+    }
+}
+
+/// Get Payment Status (`GET /payment/status/{transactionId}`).
+pub async fn status(state: &AppState, who: &Principal, transaction_id: &str) -> Result<api::PaymentStatusResponse, ApiError> {
+    let id = parse_transaction_id(transaction_id)?;
+    let payment = state.store.payment(&who.merchant_id, &id).await?.ok_or(ApiError::NotFound)?;
+    status_response(&payment)
+}
+
+fn amount(minor: i64, currency: &str) -> Result<api::Amount, ApiError> {
+    let exponent = Currency::from_code(currency).map_or(2, |c| c.exponent());
+    api::Amount::from_decimal_text(money::format_minor(minor, exponent)).ok_or_else(|| ApiError::Internal("amount formatting".into()))
+}
+
+/// The reference's response model for a stored payment.
+pub fn status_response(p: &Payment) -> Result<api::PaymentStatusResponse, ApiError> {
+    let custom_references = match &p.custom_references {
+        Some(json) => Some(serde_json::from_str::<api::CustomReferences>(json).map_err(|e| ApiError::Internal(e.to_string()))?),
+        None => None,
+    };
+    Ok(api::PaymentStatusResponse {
+        transaction_id: p.id.clone(),
+        reconciliation_reference_id: p.reconciliation_reference_id.clone(),
+        description: p.description.clone(),
+        payment_status: p.status.as_str().to_owned(),
+        creation_date: p.created_at.to_iso8601(),
+        last_status_date: p.last_status_at.to_iso8601(),
+        transaction_overview: api::TransactionOverview {
+            transaction_id: p.id.clone(),
+            payment_method: p.payment_method.clone(),
+            customer_account_id: p.customer_account_id.clone(),
+            amount: amount(p.amount_minor, &p.currency)?,
+            currency_code: p.currency.clone(),
+            mit: p.mit,
+            custom_references,
+        },
+        modifications: Vec::new(),
+        status_history: p
+            .history
+            .iter()
+            .map(|h| api::StatusHistoryEntry { status: h.status.as_str().to_owned(), status_date: h.at.to_iso8601() })
+            .collect(),
+    })
+}

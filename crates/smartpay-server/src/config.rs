@@ -1,0 +1,207 @@
+//! Configuration: defaults, then a TOML file, then `SMARTPAY_*` environment variables, then
+//! command-line flags (applied by the binary). Zero configuration is a working sandbox.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Sandbox,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Every setting, with its default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub mode: Mode,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the SQLite database (and, by default, the master key) live.
+    pub data_dir: PathBuf,
+    /// The 256-bit master key file. Created in sandbox mode when missing; production mode
+    /// requires it to exist.
+    pub master_key_file: Option<PathBuf>,
+    /// The URL merchants reach this server at: the `iss` of access tokens.
+    pub public_url: Option<String>,
+    pub log_format: LogFormat,
+    /// `tracing` filter, e.g. `info` or `smartpay_server=debug`.
+    pub log_level: String,
+    /// Access token lifetime.
+    pub token_ttl_seconds: u64,
+    /// Allowed clock difference when checking token times.
+    pub token_leeway_seconds: u64,
+    /// Checkout lifetime before it becomes EXPIRED.
+    pub checkout_ttl_seconds: u64,
+    /// How long an `Idempotency-Key` is remembered (at least 24 h).
+    pub idempotency_ttl_seconds: u64,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// How often the expiry sweep runs.
+    pub sweep_interval_ms: u64,
+    /// How often servers look for revoked credentials and new signing keys.
+    pub auth_refresh_ms: u64,
+    /// SQLite read connections.
+    pub store_readers: usize,
+    /// Create a sandbox merchant on first start (sandbox mode only).
+    pub bootstrap_sandbox_merchant: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::Sandbox,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("smartpay-data"),
+            master_key_file: None,
+            public_url: None,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            token_ttl_seconds: 3600,
+            token_leeway_seconds: 30,
+            checkout_ttl_seconds: 3600,
+            idempotency_ttl_seconds: 86_400,
+            max_body_bytes: 64 * 1024,
+            sweep_interval_ms: 1000,
+            auth_refresh_ms: 1000,
+            store_readers: 4,
+            bootstrap_sandbox_merchant: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("environment variable {name}: {reason}")]
+    Env { name: String, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, overlaid by `file` (if given) and by `SMARTPAY_*` variables from `env`.
+    pub fn load(file: Option<&std::path::Path>, env: impl Iterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut cfg = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File { path: path.display().to_string(), reason: e.to_string() })?;
+                toml::from_str(&text).map_err(|e| ConfigError::File { path: path.display().to_string(), reason: e.to_string() })?
+            }
+            None => Config::default(),
+        };
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("SMARTPAY_") else { continue };
+            let bad = |reason: &str| ConfigError::Env { name: name.clone(), reason: reason.into() };
+            let num = |v: &str| v.parse::<u64>().map_err(|_| bad("must be a whole number"));
+            match key {
+                "MODE" => cfg.mode = match value.as_str() { "sandbox" => Mode::Sandbox, "production" => Mode::Production, _ => return Err(bad("sandbox or production")) },
+                "LISTEN" => cfg.listen = value.parse().map_err(|_| bad("an address such as 127.0.0.1:8080"))?,
+                "DATA_DIR" => cfg.data_dir = PathBuf::from(value),
+                "MASTER_KEY_FILE" => cfg.master_key_file = Some(PathBuf::from(value)),
+                "PUBLIC_URL" => cfg.public_url = Some(value),
+                "LOG_FORMAT" => cfg.log_format = match value.as_str() { "text" => LogFormat::Text, "json" => LogFormat::Json, _ => return Err(bad("text or json")) },
+                "LOG" | "LOG_LEVEL" => cfg.log_level = value,
+                "TOKEN_TTL_SECONDS" => cfg.token_ttl_seconds = num(&value)?,
+                "CHECKOUT_TTL_SECONDS" => cfg.checkout_ttl_seconds = num(&value)?,
+                "IDEMPOTENCY_TTL_SECONDS" => cfg.idempotency_ttl_seconds = num(&value)?,
+                "MAX_BODY_BYTES" => cfg.max_body_bytes = usize::try_from(num(&value)?).map_err(|_| bad("too large"))?,
+                "SWEEP_INTERVAL_MS" => cfg.sweep_interval_ms = num(&value)?,
+                "AUTH_REFRESH_MS" => cfg.auth_refresh_ms = num(&value)?,
+                "STORE_READERS" => cfg.store_readers = usize::try_from(num(&value)?).map_err(|_| bad("too large"))?,
+                "BOOTSTRAP_SANDBOX_MERCHANT" => cfg.bootstrap_sandbox_merchant = value == "true" || value == "1",
+                "CONFIG" => {}
+                _ => return Err(bad("unknown setting")),
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.token_ttl_seconds == 0 || self.token_ttl_seconds > 86_400 {
+            return Err(ConfigError::Invalid("token_ttl_seconds must be between 1 and 86400".into()));
+        }
+        if self.token_leeway_seconds > 60 {
+            return Err(ConfigError::Invalid("token_leeway_seconds must be at most 60".into()));
+        }
+        if self.checkout_ttl_seconds == 0 {
+            return Err(ConfigError::Invalid("checkout_ttl_seconds must be positive".into()));
+        }
+        if self.idempotency_ttl_seconds < 86_400 {
+            return Err(ConfigError::Invalid("idempotency_ttl_seconds must be at least 86400 (24 h)".into()));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid("max_body_bytes must be at least 1024".into()));
+        }
+        if self.mode == Mode::Production && self.master_key_file.is_none() {
+            return Err(ConfigError::Invalid("production mode requires master_key_file (explicit key material)".into()));
+        }
+        Ok(())
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("smartpay.db")
+    }
+
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file.clone().unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    /// The token issuer: `public_url`, or the listen address.
+    pub fn issuer(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>().into_iter()
+    }
+
+    #[test]
+    fn zero_configuration_is_a_local_sandbox() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.mode, Mode::Sandbox);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_path(), PathBuf::from("smartpay-data/smartpay.db"));
+        assert_eq!(c.token_ttl_seconds, 3600);
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("smartpay.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\ncheckout_ttl_seconds = 120\n").unwrap();
+        let c = Config::load(Some(&path), env(&[("SMARTPAY_LISTEN", "127.0.0.1:9100"), ("PATH", "/bin")])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(c.checkout_ttl_seconds, 120);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = Config::load(None, env(&[("SMARTPAY_LISTEN", "nowhere")])).unwrap_err().to_string();
+        assert!(e.contains("SMARTPAY_LISTEN"), "{e}");
+        let e = Config::load(None, env(&[("SMARTPAY_TYPO", "1")])).unwrap_err().to_string();
+        assert!(e.contains("unknown setting"), "{e}");
+        let e = Config::load(None, env(&[("SMARTPAY_MODE", "production")])).unwrap_err().to_string();
+        assert!(e.contains("master_key_file"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "lisen = 1").unwrap();
+        assert!(Config::load(Some(&path), env(&[])).unwrap_err().to_string().contains("lisen"));
+    }
+}

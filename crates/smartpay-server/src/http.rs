@@ -1,0 +1,104 @@
+//! HTTP: the route table, the observing middleware (trace context, language, error bodies,
+//! metrics, access log) and thin handlers that call the use cases.
+
+pub mod error;
+mod extract;
+mod handlers;
+pub mod i18n;
+pub mod openapi;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+pub use extract::RequestCtx;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use error::ErrorSpec;
+
+/// The route template a response was produced by, for metrics and logs.
+#[derive(Clone)]
+struct RouteTemplate(String);
+
+/// Every route, in one table. `openapi::tests` checks it against the OpenAPI document.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/payment/creation", post(handlers::create_checkout))
+        .route("/payment/status/{transactionId}", get(handlers::payment_status))
+        .route("/oauth2/token", post(handlers::oauth_token))
+        .route("/.well-known/jwks.json", get(handlers::jwks))
+        .route("/health/live", get(handlers::live))
+        .route("/health/ready", get(handlers::ready))
+        .route("/metrics", get(handlers::metrics))
+        .route("/openapi.json", get(handlers::openapi_json))
+        .route_layer(middleware::from_fn(tag_route));
+    Router::new()
+        .merge(api)
+        .merge(openapi::docs_ui())
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            ApiError::Internal("handler panicked".into()).into_response()
+        }))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn tag_route(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let mut resp = next.run(req).await;
+    if let Some(r) = route {
+        resp.extensions_mut().insert(RouteTemplate(r));
+    }
+    resp
+}
+
+/// Establishes the request context, renders error bodies, records metrics and logs one line
+/// per request: method, route template, status, duration, trace id. Never headers or bodies.
+async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let ctx = RequestCtx::from_parts(req.headers());
+    req.extensions_mut().insert(ctx.clone());
+    let method = req.method().clone();
+    let mut resp = next.run(req).await;
+
+    if let Some(spec) = resp.extensions_mut().remove::<ErrorSpec>() {
+        let body = error::render(&spec, &ctx.traceparent(), ctx.lang);
+        let (mut parts, _) = resp.into_parts();
+        parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        parts.headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        parts.headers.remove(header::CONTENT_LENGTH);
+        resp = Response::from_parts(parts, axum::body::Body::from(body));
+    }
+    let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&ctx.traceparent()) {
+        headers.insert("traceparent", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&ctx.trace_id) {
+        headers.insert("x-request-id", v);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+
+    let route = resp.extensions().get::<RouteTemplate>().map_or("unmatched", |r| r.0.as_str()).to_owned();
+    let status = resp.status().as_u16();
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    state.metrics.observe(method.as_str(), &route, status, micros);
+    tracing::info!(
+        target: "smartpay::access",
+        method = %method,
+        route = %route,
+        status,
+        duration_ms = micros as f64 / 1000.0,
+        request_id = %ctx.trace_id,
+        "request"
+    );
+    resp
+}

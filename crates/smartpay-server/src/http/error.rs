@@ -1,0 +1,121 @@
+//! The one place that picks HTTP statuses and error codes, and renders the MOD2 error body
+//! (`{"traceId", "errors": [{code, message, property, context}], "ignoredProperties"}`).
+//!
+//! Handlers return [`ApiError`]; its response carries an [`ErrorSpec`] and no body yet. The
+//! observing middleware, which knows the request's trace id and language, renders the body.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use smartpay_domain::violation::Fact;
+
+use super::i18n::{self, Lang};
+use crate::error::{ApiError, Challenge, Problem};
+
+/// What an error response should say, waiting to be rendered.
+#[derive(Debug, Clone)]
+pub struct ErrorSpec {
+    pub problems: Vec<Problem>,
+    pub ignored: Vec<String>,
+}
+
+const BASIC_CHALLENGE: &str = "Basic realm=\"SmartPay\", charset=\"UTF-8\"";
+const BEARER_CHALLENGE: &str = "Bearer realm=\"SmartPay\"";
+const BEARER_INVALID_TOKEN: &str = "Bearer realm=\"SmartPay\", error=\"invalid_token\"";
+const BEARER_INVALID_REQUEST: &str = "Bearer realm=\"SmartPay\", error=\"invalid_request\"";
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut challenges: Vec<&'static str> = Vec::new();
+        let mut retry_after = None;
+        let (status, problems, ignored) = match self {
+            ApiError::Invalid { problems, ignored } => (StatusCode::BAD_REQUEST, problems, ignored),
+            ApiError::MalformedJson(e) => (
+                StatusCode::BAD_REQUEST,
+                vec![Problem::new("malformed_json")
+                    .with("line", Fact::Int(e.line as i64))
+                    .with("column", Fact::Int(e.column as i64))
+                    .with("detail", Fact::Text(e.kind.to_string()))
+                    .with("detailDe", Fact::Text(i18n::syntax_de(&e.kind)))],
+                vec![],
+            ),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, vec![Problem::new("unsupported_media_type").at("Content-Type")], vec![])
+            }
+            ApiError::PayloadTooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                vec![Problem::new("payload_too_large").with("maxBytes", Fact::Int(limit as i64))],
+                vec![],
+            ),
+            ApiError::Unauthorized(c) => {
+                match c {
+                    Challenge::Any => challenges.extend([BASIC_CHALLENGE, BEARER_CHALLENGE]),
+                    Challenge::Basic => challenges.push(BASIC_CHALLENGE),
+                    Challenge::InvalidToken => challenges.push(BEARER_INVALID_TOKEN),
+                }
+                (StatusCode::UNAUTHORIZED, vec![Problem::new("unauthorized")], vec![])
+            }
+            ApiError::InvalidAuthorization(_) => {
+                challenges.push(BEARER_INVALID_REQUEST);
+                (StatusCode::BAD_REQUEST, vec![Problem::new("invalid_request").at("Authorization")], vec![])
+            }
+            ApiError::MerchantKeyMismatch { ignored } => {
+                (StatusCode::FORBIDDEN, vec![Problem::new("merchant_key_mismatch").at("merchantKey")], ignored)
+            }
+            ApiError::NotFound => (StatusCode::NOT_FOUND, vec![Problem::new("not_found")], vec![]),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, vec![Problem::new("method_not_allowed")], vec![]),
+            ApiError::IdempotencyConflict { property } => {
+                (StatusCode::CONFLICT, vec![Problem::new("idempotency_conflict").at(property)], vec![])
+            }
+            ApiError::RequestInProgress { property } => {
+                retry_after = Some("1");
+                (StatusCode::CONFLICT, vec![Problem::new("request_in_progress").at(property)], vec![])
+            }
+            ApiError::Unavailable(reason) => {
+                tracing::error!(%reason, "store unavailable");
+                retry_after = Some("5");
+                (StatusCode::SERVICE_UNAVAILABLE, vec![Problem::new("service_unavailable")], vec![])
+            }
+            ApiError::Internal(reason) => {
+                tracing::error!(%reason, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, vec![Problem::new("internal_error")], vec![])
+            }
+        };
+        let mut resp = status.into_response();
+        for c in challenges {
+            resp.headers_mut().append(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
+        }
+        if let Some(r) = retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(r));
+        }
+        resp.extensions_mut().insert(ErrorSpec { problems, ignored });
+        resp
+    }
+}
+
+fn fact_json(f: &Fact) -> serde_json::Value {
+    match f {
+        Fact::Int(i) => serde_json::Value::from(*i),
+        Fact::Text(t) => serde_json::Value::from(t.clone()),
+        Fact::List(l) => serde_json::Value::from(l.clone()),
+    }
+}
+
+/// Renders the MOD2 body.
+pub fn render(spec: &ErrorSpec, trace_id: &str, lang: Lang) -> Vec<u8> {
+    let errors: Vec<smartpay_api_types::ErrorItem> = spec
+        .problems
+        .iter()
+        .map(|p| {
+            let context: serde_json::Map<String, serde_json::Value> =
+                p.context.iter().filter(|(k, _)| *k != "detailDe").map(|(k, f)| ((*k).to_owned(), fact_json(f))).collect();
+            smartpay_api_types::ErrorItem {
+                code: p.code.to_owned(),
+                message: i18n::message(p, lang),
+                property: p.property.clone(),
+                context: (!context.is_empty()).then_some(context),
+            }
+        })
+        .collect();
+    let body = smartpay_api_types::ErrorBody { trace_id: trace_id.to_owned(), errors, ignored_properties: spec.ignored.clone() };
+    serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"errors\":[{\"code\":\"internal_error\"}]}".to_vec())
+}

@@ -1,0 +1,124 @@
+//! Extractors: the request context, the authenticated merchant, and strict JSON bodies.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use smartpay_domain::json::{self, Value};
+
+use super::i18n::{self, Lang};
+use crate::app::AppState;
+use crate::auth::{AuthError, Principal};
+use crate::error::{ApiError, Challenge};
+
+/// Per-request facts the middleware establishes.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    /// W3C trace id (32 hex digits).
+    pub trace_id: String,
+    /// This server's span id (16 hex digits).
+    pub span_id: String,
+    pub lang: Lang,
+}
+
+impl RequestCtx {
+    /// The W3C `traceparent` of this request.
+    pub fn traceparent(&self) -> String {
+        format!("00-{}-{}-01", self.trace_id, self.span_id)
+    }
+
+    pub fn from_parts(parts: &axum::http::HeaderMap) -> Self {
+        let incoming = parts.get("traceparent").and_then(|v| v.to_str().ok()).and_then(parse_traceparent);
+        let random = crate::secrets::random_array::<24>().unwrap_or([0; 24]);
+        let trace_id = incoming.unwrap_or_else(|| hex(&random[..16]));
+        RequestCtx {
+            trace_id,
+            span_id: hex(&random[16..]),
+            lang: i18n::negotiate(parts.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok())),
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The trace id of a valid `traceparent` (W3C Trace Context §3.2).
+fn parse_traceparent(v: &str) -> Option<String> {
+    let mut it = v.trim().split('-');
+    let (version, trace, parent, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
+    let hexish = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    (version == "00" && hexish(trace, 32) && hexish(parent, 16) && hexish(flags, 2) && trace != "0".repeat(32) && it.next().is_none())
+        .then(|| trace.to_owned())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestCtx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<RequestCtx>().cloned().unwrap_or_else(|| RequestCtx::from_parts(&parts.headers)))
+    }
+}
+
+/// The authenticated caller: Basic or Bearer.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        // RFC 6750 §2.3 allows tokens in the query; we refuse them (they end up in logs).
+        if parts.uri.query().is_some_and(|q| q.split('&').any(|kv| kv.starts_with("access_token="))) {
+            return Err(ApiError::InvalidAuthorization("token in query string"));
+        }
+        let values: Vec<&[u8]> = parts.headers.get_all(header::AUTHORIZATION).iter().map(|v| v.as_bytes()).collect();
+        let counters = &state.metrics.counters;
+        match state.auth.authenticate(&values).await {
+            Ok(p) => Ok(Caller(p)),
+            Err(AuthError::Missing) => Err(ApiError::Unauthorized(Challenge::Any)),
+            Err(AuthError::Basic) => {
+                counters.auth_failures_basic.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("basic authentication failed");
+                Err(ApiError::Unauthorized(Challenge::Basic))
+            }
+            Err(AuthError::Token(e)) => {
+                counters.auth_failures_bearer.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(reason = %e, "bearer authentication failed");
+                Err(ApiError::Unauthorized(Challenge::InvalidToken))
+            }
+            Err(AuthError::Malformed(what)) => Err(ApiError::InvalidAuthorization(what)),
+            Err(AuthError::Store(e)) => Err(e.into()),
+        }
+    }
+}
+
+/// A JSON body: `application/json`, within the size limit, parsed strictly.
+pub struct JsonBody(pub Value);
+
+/// Whether a Content-Type is JSON (`application/json`, with optional parameters).
+pub fn is_json(parts: &axum::http::HeaderMap) -> bool {
+    parts
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+impl FromRequest<Arc<AppState>> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let limit = state.config.max_body_bytes;
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;
+        json::parse(&bytes).map(JsonBody).map_err(ApiError::MalformedJson)
+    }
+}

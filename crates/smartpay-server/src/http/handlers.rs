@@ -1,0 +1,263 @@
+//! Thin handlers: HTTP in, use case, HTTP out.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use smartpay_api_types as api;
+
+use super::extract::{Caller, JsonBody, RequestCtx};
+use crate::app::AppState;
+use crate::auth::ClientAuthError;
+use crate::checkout;
+use crate::error::{ApiError, Problem};
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Checks `X-Access-Token`: at most 512 characters and shaped like a JWT.
+fn check_access_token(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(v) = headers.get("x-access-token") else { return Ok(()) };
+    let bad = |rule: &str| {
+        ApiError::invalid(Problem::new("invalid_header").at("X-Access-Token").with("rule", smartpay_domain::violation::Fact::Text(rule.into())))
+    };
+    let s = v.to_str().map_err(|_| bad("a JWT of at most 512 characters"))?;
+    if s.len() > 512 {
+        return Err(bad("at most 512 characters"));
+    }
+    let parts: Vec<&str> = s.split('.').collect();
+    let b64 = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if parts.len() != 3 || !b64(parts[0]) || !b64(parts[1]) || !(parts[2].is_empty() || b64(parts[2])) {
+        return Err(bad("a JWT (three base64url segments)"));
+    }
+    use base64::Engine;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[0]).map_err(|_| bad("a JWT (three base64url segments)"))?;
+    if !matches!(smartpay_domain::json::parse(&header), Ok(smartpay_domain::json::Value::Object(_))) {
+        return Err(bad("a JWT whose header is a JSON object"));
+    }
+    Ok(())
+}
+
+/// Create Checkout.
+#[utoipa::path(
+    post, path = "/payment/creation", tag = "Checkout",
+    description = "Starts a payment: returns its transactionId and the checkoutToken the widget needs. \
+        Honours `partnerReference` (unique per merchant) and the `Idempotency-Key` header: the same request again \
+        returns the first response; a different one gets 409.",
+    request_body(content = inline(Object), description = "Create Checkout request; the schema is `CreateCheckoutRequest`.", content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters; replays the first response for 24 h."),
+        ("Accept-Language" = Option<String>, Header, description = "en-US (default) or de-DE, for error messages."),
+        ("X-Access-Token" = Option<String>, Header, description = "End-user identity JWT, at most 512 characters."),
+    ),
+    responses(
+        (status = 200, description = "Checkout created (or replayed)", body = api::CreateCheckoutResponse),
+        (status = 400, description = "Invalid request: every violation is listed", body = api::ErrorBody),
+        (status = 401, description = "Not authenticated", body = api::ErrorBody),
+        (status = 403, description = "merchantKey is not the caller's", body = api::ErrorBody),
+        (status = 409, description = "Idempotency conflict or request in progress", body = api::ErrorBody),
+        (status = 413, description = "Body too large", body = api::ErrorBody),
+        (status = 415, description = "Not application/json", body = api::ErrorBody),
+        (status = 503, description = "Store unavailable", body = api::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn create_checkout(State(state): State<Arc<AppState>>, Caller(who): Caller, headers: HeaderMap, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+    let idempotency_key = match headers.get("idempotency-key") {
+        Some(v) => Some(checkout::check_idempotency_key(v.as_bytes())?),
+        None => None,
+    };
+    check_access_token(&headers)?;
+    let answer = checkout::create(&state, &who, &body, idempotency_key, None).await?;
+    let mut resp = json_response(StatusCode::OK, answer.body);
+    if answer.replayed {
+        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+/// Get Payment Status.
+#[utoipa::path(
+    get, path = "/payment/status/{transactionId}", tag = "Checkout",
+    description = "The payment's status, its history and its modifications. Another merchant's payment is 404, as if it did not exist.",
+    params(("transactionId" = String, Path, description = "The transactionId (UUID) from Create Checkout.")),
+    responses(
+        (status = 200, description = "The payment", body = api::PaymentStatusResponse),
+        (status = 400, description = "transactionId is not a UUID", body = api::ErrorBody),
+        (status = 401, description = "Not authenticated", body = api::ErrorBody),
+        (status = 404, description = "No such payment for this merchant", body = api::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn payment_status(State(state): State<Arc<AppState>>, Caller(who): Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let status = checkout::status(&state, &who, &id).await?;
+    let body = serde_json::to_vec(&status).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str, basic_challenge: bool) -> Response {
+    let body = serde_json::to_vec(&api::OAuthErrorResponse { error: error.into(), error_description: Some(description.into()) }).unwrap_or_default();
+    let mut resp = json_response(status, body);
+    resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    if basic_challenge {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"SmartPay\", charset=\"UTF-8\""));
+    }
+    resp
+}
+
+/// Percent-decoding of `application/x-www-form-urlencoded` (with `+` as space).
+fn form_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(h, 16).ok()?);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// OAuth2 token endpoint (client credentials).
+#[utoipa::path(
+    post, path = "/oauth2/token", tag = "Authentication",
+    description = "RFC 6749 §4.4 client credentials. Send `grant_type=client_credentials` with the client id and secret in the \
+        form body, or in an `Authorization: Basic` header. The access token is an ES256 JWT valid for `expires_in` seconds.",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "grant_type=client_credentials&client_id=…&client_secret=…"),
+    responses(
+        (status = 200, description = "Access token", body = api::TokenResponse),
+        (status = 400, description = "invalid_request, unsupported_grant_type, invalid_scope", body = api::OAuthErrorResponse),
+        (status = 401, description = "invalid_client", body = api::OAuthErrorResponse),
+    )
+)]
+pub async fn oauth_token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !form_type {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the body must be application/x-www-form-urlencoded", false);
+    }
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the body is not UTF-8", false);
+    };
+    let mut params: Vec<(String, String)> = Vec::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (Some(k), Some(v)) = (form_decode(k), form_decode(v)) else {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "malformed form encoding", false);
+        };
+        if params.iter().any(|(existing, _)| *existing == k) {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "a parameter is repeated", false);
+        }
+        params.push((k, v));
+    }
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    match param("grant_type") {
+        None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required", false),
+        Some("client_credentials") => {}
+        Some(_) => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only client_credentials is supported", false),
+    }
+    if param("scope").is_some_and(|s| !s.trim().is_empty()) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "no scopes are defined; omit scope", false);
+    }
+    let basic = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()).filter(|v| v.len() > 6 && v[..6].eq_ignore_ascii_case(b"basic "));
+    let (client_id, secret, via_basic) = match (basic, param("client_id"), param("client_secret")) {
+        (Some(_), _, Some(_)) => {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "use one client authentication method, not two", false);
+        }
+        (Some(h), _, None) => {
+            // RFC 6749 §2.3.1: id and secret are form-encoded before Basic encoding.
+            match crate::auth::basic::parse(&h[6..]).and_then(|(u, p)| Some((form_decode(&u)?, zeroize::Zeroizing::new(form_decode(&p)?)))) {
+                Some((u, p)) => (u, p, true),
+                None => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed", true),
+            }
+        }
+        (None, Some(id), Some(secret)) => (id.to_owned(), zeroize::Zeroizing::new(secret.to_owned()), false),
+        (None, _, _) => {
+            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required", false);
+        }
+    };
+    match state.auth.issue_token(&client_id, &secret).await {
+        Ok(token) => {
+            state.metrics.counters.tokens_issued.fetch_add(1, Ordering::Relaxed);
+            let body = serde_json::to_vec(&api::TokenResponse {
+                access_token: token,
+                expires_in: u64::try_from(state.auth.token_ttl()).unwrap_or(3600),
+                token_type: "Bearer".into(),
+            })
+            .unwrap_or_default();
+            let mut resp = json_response(StatusCode::OK, body);
+            resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            resp
+        }
+        Err(ClientAuthError::InvalidClient) => {
+            state.metrics.counters.auth_failures_bearer.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("token request with invalid client credentials");
+            oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed", via_basic)
+        }
+        Err(ClientAuthError::Store(e)) => ApiError::from(e).into_response(),
+        Err(ClientAuthError::NoSigningKey) => ApiError::Internal("no signing key".into()).into_response(),
+    }
+}
+
+/// JSON Web Key Set.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "Authentication",
+    description = "Public keys that verify access tokens (ES256). Several keys are listed during a rotation.",
+    responses((status = 200, description = "RFC 7517 JWK Set", body = Object)))]
+pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
+    let mut resp = Json(state.auth.jwks()).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
+    resp
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/health/live", tag = "Operations", description = "The process is up.",
+    responses((status = 200, description = "Alive", body = Object)))]
+pub async fn live() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness.
+#[utoipa::path(get, path = "/health/ready", tag = "Operations", description = "The store answers reads and writes.",
+    responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Store unavailable", body = Object)))]
+pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(serde_json::json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "unavailable"}))).into_response()
+        }
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "Operations", description = "Prometheus text exposition format.",
+    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let text = state.metrics.render(state.store.stats());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "Operations", description = "The OpenAPI 3.1 description of this API.",
+    responses((status = 200, description = "OpenAPI document", body = Object)))]
+pub async fn openapi_json(_ctx: RequestCtx) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], super::openapi::document_json().to_owned()).into_response()
+}

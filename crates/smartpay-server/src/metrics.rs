@@ -1,0 +1,116 @@
+//! Prometheus metrics, rendered in the text exposition format at `/metrics`.
+//!
+//! Labels are route templates (`/payment/status/{transactionId}`), methods and status codes:
+//! never ids, keys or anything a caller sent.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use smartpay_store::StoreStats;
+
+/// Latency histogram bucket bounds, in seconds.
+const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum_micros: u64,
+}
+
+/// Counters the use cases bump.
+#[derive(Default)]
+pub struct Counters {
+    pub checkouts_created: AtomicU64,
+    pub checkouts_replayed: AtomicU64,
+    pub checkouts_expired: AtomicU64,
+    pub tokens_issued: AtomicU64,
+    pub auth_failures_basic: AtomicU64,
+    pub auth_failures_bearer: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    pub counters: Counters,
+}
+
+impl Metrics {
+    pub fn observe(&self, method: &str, route: &str, status: u16, micros: u64) {
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry((method.to_owned(), route.to_owned(), status)).or_default() += 1;
+        }
+        if let Ok(mut m) = self.latency.lock() {
+            let h = match m.get_mut(route) {
+                Some(h) => h,
+                None => m.entry(route.to_owned()).or_default(),
+            };
+            let secs = micros as f64 / 1e6;
+            for (i, b) in BUCKETS.iter().enumerate() {
+                if secs <= *b {
+                    h.counts[i] += 1;
+                }
+            }
+            h.count += 1;
+            h.sum_micros += micros;
+        }
+    }
+
+    /// The exposition text.
+    pub fn render(&self, store: Option<&StoreStats>) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP smartpay_http_requests_total HTTP requests by method, route template and status.\n# TYPE smartpay_http_requests_total counter\n");
+        if let Ok(m) = self.requests.lock() {
+            for ((method, route, status), n) in m.iter() {
+                let _ = writeln!(out, "smartpay_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
+            }
+        }
+        out.push_str("# HELP smartpay_http_request_duration_seconds Time to answer, by route template.\n# TYPE smartpay_http_request_duration_seconds histogram\n");
+        if let Ok(m) = self.latency.lock() {
+            for (route, h) in m.iter() {
+                for (i, b) in BUCKETS.iter().enumerate() {
+                    let _ = writeln!(out, "smartpay_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {}", h.counts[i]);
+                }
+                let _ = writeln!(out, "smartpay_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", h.count);
+                let _ = writeln!(out, "smartpay_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum_micros as f64 / 1e6);
+                let _ = writeln!(out, "smartpay_http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
+            }
+        }
+        let c = &self.counters;
+        for (name, help, v) in [
+            ("smartpay_checkouts_created_total", "Checkouts created.", &c.checkouts_created),
+            ("smartpay_checkouts_replayed_total", "Create requests answered from an idempotency record.", &c.checkouts_replayed),
+            ("smartpay_checkouts_expired_total", "Checkouts moved to EXPIRED by the sweep.", &c.checkouts_expired),
+            ("smartpay_oauth_tokens_issued_total", "Access tokens issued.", &c.tokens_issued),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP smartpay_auth_failures_total Failed authentications by scheme.\n# TYPE smartpay_auth_failures_total counter\nsmartpay_auth_failures_total{{scheme=\"basic\"}} {}\nsmartpay_auth_failures_total{{scheme=\"bearer\"}} {}",
+            c.auth_failures_basic.load(Ordering::Relaxed),
+            c.auth_failures_bearer.load(Ordering::Relaxed)
+        );
+        if let Some(s) = store {
+            out.push_str("# HELP smartpay_store_batch_size Writes committed together in one group commit.\n# TYPE smartpay_store_batch_size histogram\n");
+            let mut cumulative = 0;
+            for (i, b) in smartpay_store::sqlite_batch_buckets().iter().enumerate() {
+                cumulative += s.batch_size_buckets[i].load(Ordering::Relaxed);
+                let _ = writeln!(out, "smartpay_store_batch_size_bucket{{le=\"{b}\"}} {cumulative}");
+            }
+            let batches = s.batches.load(Ordering::Relaxed);
+            let _ = writeln!(out, "smartpay_store_batch_size_bucket{{le=\"+Inf\"}} {batches}");
+            let _ = writeln!(out, "smartpay_store_batch_size_sum {}", s.jobs.load(Ordering::Relaxed));
+            let _ = writeln!(out, "smartpay_store_batch_size_count {batches}");
+            let _ = writeln!(
+                out,
+                "# HELP smartpay_store_commit_seconds_total Time spent in group commits.\n# TYPE smartpay_store_commit_seconds_total counter\nsmartpay_store_commit_seconds_total {}",
+                s.commit_micros.load(Ordering::Relaxed) as f64 / 1e6
+            );
+        }
+        out
+    }
+}
