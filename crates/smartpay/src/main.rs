@@ -1,1 +1,342 @@
-fn main() {}
+//! `smartpay`: runs the server and the operator commands.
+//!
+//! - `smartpay serve` — sandbox on 127.0.0.1:8080 with SQLite under ./smartpay-data/ by default.
+//! - `smartpay merchant create|list|disable|enable` — merchants.
+//! - `smartpay credential add|list|revoke` — API credentials (Basic keys, OAuth clients).
+//! - `smartpay keys rotate|list` — token-signing keys.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use smartpay_server::{Config, LogFormat, Mode, provision};
+use smartpay_store::{CredentialKind, MerchantStatus};
+
+#[derive(Parser)]
+#[command(name = "smartpay", version, about = "Self-hosted SmartPay payment platform")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Common {
+    /// TOML configuration file (also SMARTPAY_CONFIG).
+    #[arg(long, global = true, env = "SMARTPAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory of the database and, by default, the master key.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage merchants.
+    #[command(subcommand)]
+    Merchant(MerchantCmd),
+    /// Manage API credentials.
+    #[command(subcommand)]
+    Credential(CredentialCmd),
+    /// Manage token-signing keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    #[arg(long, value_enum)]
+    mode: Option<ModeArg>,
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormatArg>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Sandbox,
+    Production,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum MerchantCmd {
+    /// Create a merchant with one Basic key and one OAuth client; prints the secrets once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List merchants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a merchant: every credential of it stops working within seconds.
+    Disable {
+        /// The merchantKey.
+        merchant: String,
+    },
+    /// Enable a disabled merchant again.
+    Enable { merchant: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KindArg {
+    Basic,
+    Oauth,
+}
+
+#[derive(Subcommand)]
+enum CredentialCmd {
+    /// Add a Basic authentication key or an OAuth client; prints the secret once.
+    Add {
+        /// The merchantKey.
+        #[arg(long)]
+        merchant: String,
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        #[arg(long, default_value = "")]
+        label: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a merchant's credentials (never their secrets).
+    List {
+        #[arg(long)]
+        merchant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a credential by id; it stops working within seconds.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Create a new signing key; tokens signed by the old one stay valid until they expire.
+    Rotate,
+    /// List signing keys.
+    List,
+}
+
+fn load_config(common: &Common) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(common.config.as_deref(), std::env::vars())?;
+    if let Some(d) = &common.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    Ok(cfg)
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut cfg = load_config(&cli.common)?;
+    match cli.command {
+        Command::Serve(args) => {
+            if let Some(l) = args.listen {
+                cfg.listen = l;
+            }
+            if let Some(m) = args.mode {
+                cfg.mode = match m {
+                    ModeArg::Sandbox => Mode::Sandbox,
+                    ModeArg::Production => Mode::Production,
+                };
+                if cfg.mode == Mode::Production && cfg.master_key_file.is_none() {
+                    anyhow::bail!("production mode requires master_key_file (explicit key material)");
+                }
+            }
+            if let Some(f) = args.log_format {
+                cfg.log_format = match f {
+                    LogFormatArg::Text => LogFormat::Text,
+                    LogFormatArg::Json => LogFormat::Json,
+                };
+            }
+            serve(cfg).await
+        }
+        Command::Merchant(cmd) => merchant(cfg, cmd).await,
+        Command::Credential(cmd) => credential(cfg, cmd).await,
+        Command::Keys(cmd) => keys(cfg, cmd).await,
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    smartpay_server::telemetry::init(cfg.log_format, &cfg.log_level);
+    let (store, secrets) = smartpay_server::open_store(&cfg)?;
+    if cfg.mode == Mode::Sandbox && cfg.bootstrap_sandbox_merchant {
+        if let Some(p) = provision::bootstrap_sandbox(store.as_ref(), &secrets).await? {
+            print_sandbox_banner(&cfg, &p);
+        }
+    }
+    let state = smartpay_server::AppState::new(cfg, store, secrets).await?;
+    let running = smartpay_server::start(state).await?;
+    println!("SmartPay listening on http://{}  (API docs: http://{}/docs)", running.local_addr, running.local_addr);
+    running.run_until(shutdown_signal()).await
+}
+
+fn print_sandbox_banner(cfg: &Config, p: &provision::ProvisionedMerchant) {
+    let base = format!("http://{}", cfg.listen);
+    println!("Created the sandbox merchant. Its secrets are shown only now; keep them:");
+    println!("  merchantKey        {}", p.merchant.id);
+    println!("  authenticationKey  {}", p.basic.secret.as_str());
+    println!("  clientId           {}", p.oauth.credential.client_id.as_deref().unwrap_or(""));
+    println!("  clientSecret       {}", p.oauth.secret.as_str());
+    println!("Try:  curl -u '{}:<authenticationKey>' {base}/payment/status/<transactionId>", p.merchant.id);
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+async fn merchant(cfg: Config, cmd: MerchantCmd) -> anyhow::Result<()> {
+    let (store, secrets) = smartpay_server::open_store(&cfg)?;
+    match cmd {
+        MerchantCmd::Create { name, json } => {
+            let p = provision::create_merchant(store.as_ref(), &secrets, &name).await?;
+            if json {
+                println!("{}", p.credentials_json());
+            } else {
+                println!("merchantKey        {}", p.merchant.id);
+                println!("authenticationKey  {}", p.basic.secret.as_str());
+                println!("clientId           {}", p.oauth.credential.client_id.as_deref().unwrap_or(""));
+                println!("clientSecret       {}", p.oauth.secret.as_str());
+                println!("(the secrets are not stored and cannot be shown again)");
+            }
+        }
+        MerchantCmd::List { json } => {
+            let merchants = store.merchants().await?;
+            if json {
+                let list: Vec<_> = merchants
+                    .iter()
+                    .map(|m| serde_json::json!({"merchantKey": m.id, "name": m.name, "status": if m.status == MerchantStatus::Active {"ACTIVE"} else {"DISABLED"}, "createdAt": m.created_at.to_iso8601()}))
+                    .collect();
+                println!("{}", serde_json::Value::from(list));
+            } else {
+                for m in merchants {
+                    println!("{}  {:<8}  {}  {}", m.id, if m.status == MerchantStatus::Active { "ACTIVE" } else { "DISABLED" }, m.created_at.to_iso8601(), m.name);
+                }
+            }
+        }
+        MerchantCmd::Disable { merchant } => {
+            store.set_merchant_status(&merchant, MerchantStatus::Disabled).await.with_context(|| format!("merchant {merchant}"))?;
+            println!("disabled {merchant}");
+        }
+        MerchantCmd::Enable { merchant } => {
+            store.set_merchant_status(&merchant, MerchantStatus::Active).await.with_context(|| format!("merchant {merchant}"))?;
+            println!("enabled {merchant}");
+        }
+    }
+    Ok(())
+}
+
+async fn credential(cfg: Config, cmd: CredentialCmd) -> anyhow::Result<()> {
+    let (store, secrets) = smartpay_server::open_store(&cfg)?;
+    match cmd {
+        CredentialCmd::Add { merchant, kind, label, json } => {
+            if store.merchant(&merchant).await?.is_none() {
+                anyhow::bail!("no merchant {merchant}");
+            }
+            let kind = match kind {
+                KindArg::Basic => CredentialKind::Basic,
+                KindArg::Oauth => CredentialKind::OAuth,
+            };
+            let issued = smartpay_server::auth::add_credential(store.as_ref(), &secrets, &merchant, kind, &label).await?;
+            let c = &issued.credential;
+            if json {
+                let v = match kind {
+                    CredentialKind::Basic => serde_json::json!({"id": c.id, "merchantKey": merchant, "authenticationKey": issued.secret.as_str()}),
+                    CredentialKind::OAuth => serde_json::json!({"id": c.id, "merchantKey": merchant, "clientId": c.client_id, "clientSecret": issued.secret.as_str()}),
+                };
+                println!("{v}");
+            } else {
+                println!("id                 {}", c.id);
+                match kind {
+                    CredentialKind::Basic => println!("authenticationKey  {}", issued.secret.as_str()),
+                    CredentialKind::OAuth => {
+                        println!("clientId           {}", c.client_id.as_deref().unwrap_or(""));
+                        println!("clientSecret       {}", issued.secret.as_str());
+                    }
+                }
+            }
+        }
+        CredentialCmd::List { merchant, json } => {
+            let creds = store.credentials(&merchant).await?;
+            if json {
+                let list: Vec<_> = creds
+                    .iter()
+                    .map(|c| serde_json::json!({"id": c.id, "kind": c.kind.as_str(), "clientId": c.client_id, "label": c.label, "createdAt": c.created_at.to_iso8601(), "revokedAt": c.revoked_at.map(|r| r.to_iso8601())}))
+                    .collect();
+                println!("{}", serde_json::Value::from(list));
+            } else {
+                for c in creds {
+                    let state = c.revoked_at.map_or("active".to_owned(), |r| format!("revoked {}", r.to_iso8601()));
+                    println!("{}  {:<5}  {:<26}  {}  {}", c.id, c.kind.as_str(), c.client_id.as_deref().unwrap_or("-"), state, c.label);
+                }
+            }
+        }
+        CredentialCmd::Revoke { id } => {
+            store.revoke_credential(&id, smartpay_domain::Millis::now()).await.with_context(|| format!("credential {id}"))?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn keys(cfg: Config, cmd: KeysCmd) -> anyhow::Result<()> {
+    let (store, secrets) = smartpay_server::open_store(&cfg)?;
+    match cmd {
+        KeysCmd::Rotate => {
+            let kid = smartpay_server::auth::rotate_signing_key(store.as_ref(), &secrets).await?;
+            println!("new signing key {kid}; earlier keys verify until their tokens expire");
+        }
+        KeysCmd::List => {
+            for k in store.signing_keys().await? {
+                let state = k.retired_at.map_or("signing".to_owned(), |r| format!("retired {}", r.to_iso8601()));
+                println!("{}  {}  {}  {}", k.kid, k.alg, k.created_at.to_iso8601(), state);
+            }
+        }
+    }
+    Ok(())
+}
