@@ -1,1 +1,313 @@
-fn main() {}
+//! Load generator for SmartPay, compared in the same run with `../shared/bench/ceiling`.
+//!
+//! `smartpay-bench run` provisions a merchant with the `smartpay` binary, starts the server,
+//! drives Create Checkout and Get Payment Status with many concurrent keep-alive clients
+//! (half Basic, half Bearer), then runs the same load against the ceiling server and prints
+//! throughput, p50/p99/p99.9 latency and the ratios. `--report FILE` writes the results as
+//! Markdown with a description of the machine.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use clap::Parser;
+use serde_json::{Value, json};
+
+#[derive(Parser, Clone)]
+struct Args {
+    /// The smartpay binary (release build).
+    #[arg(long)]
+    smartpay_bin: PathBuf,
+    /// The ceiling binary (release build of ../shared/bench/ceiling).
+    #[arg(long)]
+    ceiling_bin: PathBuf,
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// CPU list for the servers (taskset), e.g. "0"; empty for no pinning.
+    #[arg(long, default_value = "")]
+    server_cpus: String,
+    /// Write a Markdown report here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy)]
+enum Phase {
+    Create,
+    Status,
+}
+
+struct Outcome {
+    requests: usize,
+    errors: usize,
+    seconds: f64,
+    latencies_us: Vec<u32>,
+    ids: Vec<String>,
+}
+
+impl Outcome {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+}
+
+fn body(merchant_key: &str) -> String {
+    json!({
+        "merchantKey": merchant_key,
+        "payment": {"amount": 10.99, "currencyCode": "EUR", "description": "Purchase 1x product ABC"},
+        "consumer": {"firstName": "Butcher", "lastName": "Hells", "emailAddress": "hells.butcher_001@mail.com"},
+        "billingAddress": {"addressLine1": "Anystreet", "number": "123", "city": "Anycity", "postCode": "12345", "countryCode": "DE"}
+    })
+    .to_string()
+}
+
+async fn drive(
+    base: &str,
+    phase: Phase,
+    auths: &[String],
+    body: &str,
+    ids: &[String],
+    args: &Args,
+) -> anyhow::Result<Outcome> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).tcp_nodelay(true).build()?;
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let next = Arc::new(AtomicUsize::new(0));
+    let ids = Arc::new(ids.to_vec());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..args.concurrency {
+        let client = client.clone();
+        let auth = auths[worker % auths.len()].clone();
+        let base = base.to_owned();
+        let body = body.to_owned();
+        let (next, ids) = (next.clone(), ids.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(65_536);
+            let mut created = Vec::new();
+            let mut errors = 0usize;
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                let res = match phase {
+                    Phase::Create => {
+                        client
+                            .post(format!("{base}/payment/creation"))
+                            .header("Authorization", &auth)
+                            .header("Content-Type", "application/json")
+                            .body(body.clone())
+                            .send()
+                            .await
+                    }
+                    Phase::Status => {
+                        let id = &ids[next.fetch_add(1, Ordering::Relaxed) % ids.len()];
+                        client.get(format!("{base}/payment/status/{id}")).header("Authorization", &auth).send().await
+                    }
+                };
+                match res {
+                    Ok(r) if r.status().is_success() => {
+                        let bytes = r.bytes().await.unwrap_or_default();
+                        lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+                        if matches!(phase, Phase::Create)
+                            && created.len() < 2000
+                            && let Some(id) = serde_json::from_slice::<Value>(&bytes)
+                                .ok()
+                                .and_then(|v| v["transactionId"].as_str().map(str::to_owned))
+                        {
+                            created.push(id);
+                        }
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (lat, created, errors)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut created = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, c, e) = t.await?;
+        latencies_us.extend(l);
+        created.extend(c);
+        errors += e;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies_us.sort_unstable();
+    Ok(Outcome { requests: latencies_us.len(), errors, seconds, latencies_us, ids: created })
+}
+
+fn spawn(cpus: &str, program: &PathBuf, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Child> {
+    let mut cmd = if cpus.is_empty() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("taskset");
+        c.args(["-c", cpus]).arg(program);
+        c
+    };
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn().with_context(|| format!("starting {}", program.display()))
+}
+
+async fn wait_port(port: u16) -> anyhow::Result<()> {
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("nothing listens on {port}")
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0) / 1024 / 1024)
+        })
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores ({cpu}), {mem} GiB RAM, Linux {}", kernel.trim())
+}
+
+fn line(name: &str, o: &Outcome) -> String {
+    format!(
+        "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} |",
+        o.rps(),
+        o.pct(0.50),
+        o.pct(0.99),
+        o.pct(0.999),
+        o.requests,
+        o.errors
+    )
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = std::env::temp_dir().join(format!("smartpay-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let data = dir.to_string_lossy().to_string();
+
+    // SmartPay: provision, serve, token.
+    let out = Command::new(&args.smartpay_bin)
+        .args(["--data-dir", &data, "merchant", "create", "--name", "Bench", "--json"])
+        .output()?;
+    if !out.status.success() {
+        bail!("merchant create: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let m: Value = serde_json::from_slice(&out.stdout)?;
+    let key = m["merchantKey"].as_str().unwrap_or_default().to_owned();
+    let port = free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = spawn(
+        &args.server_cpus,
+        &args.smartpay_bin,
+        &["--data-dir", &data, "serve", "--listen", &listen],
+        &[("SMARTPAY_LOG_LEVEL", "warn")],
+    )?;
+    wait_port(port).await?;
+    let base = format!("http://{listen}");
+    let client = reqwest::Client::new();
+    let token: Value = client
+        .post(format!("{base}/oauth2/token"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_id={}&client_secret={}",
+            m["clientId"].as_str().unwrap_or_default(),
+            m["clientSecret"].as_str().unwrap_or_default()
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{key}:{}", m["authenticationKey"].as_str().unwrap_or_default()))
+    );
+    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap_or_default());
+    let auths = vec![basic, bearer];
+    let b = body(&key);
+    eprintln!("warming up SmartPay…");
+    let warm = Args { duration: 2, ..args.clone() };
+    drive(&base, Phase::Create, &auths, &b, &[], &warm).await?;
+    eprintln!("SmartPay: Create Checkout for {} s with {} clients…", args.duration, args.concurrency);
+    let sp_create = drive(&base, Phase::Create, &auths, &b, &[], &args).await?;
+    eprintln!("SmartPay: Get Payment Status…");
+    let sp_status = drive(&base, Phase::Status, &auths, "", &sp_create.ids, &args).await?;
+    let _ = server.kill();
+    let _ = server.wait();
+
+    // The ceiling, same load.
+    let cport = free_port()?;
+    let mut ceiling = spawn(&args.server_cpus, &args.ceiling_bin, &[&cport.to_string(), "sqlite"], &[])?;
+    wait_port(cport).await?;
+    let cbase = format!("http://127.0.0.1:{cport}");
+    let none = vec![String::from("none")];
+    drive(&cbase, Phase::Create, &none, &b, &[], &warm).await?;
+    eprintln!("ceiling (sqlite): Create Checkout…");
+    let c_create = drive(&cbase, Phase::Create, &none, &b, &[], &args).await?;
+    eprintln!("ceiling (sqlite): Get Payment Status…");
+    let c_status = drive(&cbase, Phase::Status, &none, "", &c_create.ids, &args).await?;
+    let _ = ceiling.kill();
+    let _ = ceiling.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let header =
+        "| run | req/s | p50 ms | p99 ms | p99.9 ms | requests | errors |\n|---|---:|---:|---:|---:|---:|---:|";
+    let ratio_create = sp_create.rps() / c_create.rps();
+    let ratio_status = sp_status.rps() / c_status.rps();
+    let verdict = |r: f64| if r >= 0.5 { "meets the 50 % target" } else { "BELOW the 50 % target" };
+    let report = format!(
+        "Machine: {}\nLoad: {} concurrent keep-alive clients (half Basic, half Bearer for SmartPay), {} s per phase, server CPUs: {}\n\n{header}\n{}\n{}\n{}\n{}\n\nCreate Checkout: SmartPay / ceiling = {:.2} ({})\nGet Payment Status: SmartPay / ceiling = {:.2} ({})\n",
+        machine(),
+        args.concurrency,
+        args.duration,
+        if args.server_cpus.is_empty() { "all" } else { &args.server_cpus },
+        line("SmartPay Create Checkout", &sp_create),
+        line("ceiling (sqlite) create", &c_create),
+        line("SmartPay Get Payment Status", &sp_status),
+        line("ceiling (sqlite) status", &c_status),
+        ratio_create,
+        verdict(ratio_create),
+        ratio_status,
+        verdict(ratio_status),
+    );
+    println!("{report}");
+    if let Some(path) = &args.report {
+        std::fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -19,7 +19,12 @@ const fn st(max: usize, text: Text) -> Kind {
 
 /// Payment (reference §4.6).
 pub static PAYMENT: &[Field] = &[
-    f("amount", Kind::Amount { positive: true }, true, "Amount in major units of the currency (e.g. 10.99); exact, at most the currency's decimals."),
+    f(
+        "amount",
+        Kind::Amount { positive: true },
+        true,
+        "Amount in major units of the currency (e.g. 10.99); exact, at most the currency's decimals.",
+    ),
     f("currencyCode", st(3, Text::Currency), true, "ISO 4217 currency code, e.g. EUR."),
     f("description", s(127), true, "Reason for payment, shown to the customer."),
 ];
@@ -57,12 +62,24 @@ pub static BUSINESS_CONSUMER: &[Field] = &[
     f("taxId", s(30), false, "Tax id."),
     f("culture", st(5, Text::Culture), false, "Preferred culture, ll-CC."),
     f("companyRegistrationNumber", s(50), false, "Registration number."),
-    f("companyRegistrationCountryCode", Kind::Str { min: 2, max: 3, text: Text::Country23 }, false, "ISO 3166-1 alpha-2 or alpha-3."),
+    f(
+        "companyRegistrationCountryCode",
+        Kind::Str { min: 2, max: 3, text: Text::Country23 },
+        false,
+        "ISO 3166-1 alpha-2 or alpha-3.",
+    ),
 ];
 
 const LINE_TYPES: &[&str] = &[
-    "Classic", "Instalment", "Micropayment", "Subscription", "Voucher", "Voucher purchase",
-    "Compensation Voucher", "Dealer Voucher Purchase", "Dealer Voucher Redemption",
+    "Classic",
+    "Instalment",
+    "Micropayment",
+    "Subscription",
+    "Voucher",
+    "Voucher purchase",
+    "Compensation Voucher",
+    "Dealer Voucher Purchase",
+    "Dealer Voucher Redemption",
 ];
 
 pub static ORDER_LINE: &[Field] = &[
@@ -105,28 +122,52 @@ pub static TEMPLATE_CONTEXT: &[Field] = &[
     f("merchantLogoURL", st(2048, Text::Url), false, "Absolute URL of the merchant's logo."),
 ];
 
-pub static CRITERION: &[Field] = &[
-    f("key", s(64), true, "Criterion name."),
-    f("value", s(255), true, "Criterion value."),
-];
+pub static CRITERION: &[Field] =
+    &[f("key", s(64), true, "Criterion name."), f("value", s(255), true, "Criterion value.")];
 static CRITERION_KIND: Kind = Kind::Object(CRITERION);
 
 /// The whole Create Checkout body.
 pub static CHECKOUT: &[Field] = &[
     f("merchantKey", st(36, Text::Uuid), true, "The merchant's key (UUID); must be the authenticated merchant's."),
-    f("partnerReference", st(64, Text::Charset("-_.:")), false, "Merchant's transaction id, unique per merchant; a repeat with the same body returns the first response."),
+    f(
+        "partnerReference",
+        st(64, Text::Charset("-_.:")),
+        false,
+        "Merchant's transaction id, unique per merchant; a repeat with the same body returns the first response.",
+    ),
     f("customerAccountId", s(255), false, "Vault account id; absent for a guest payment."),
-    Field { name: "3dsExemption", kind: Kind::Exemption, required: false, aliases: &["3DSExemption"], description: "3-D Secure exemption: `LVA`, or `{\"type\": \"LVA\"}`." },
-    f("shopCountry", Kind::Str { min: 2, max: 2, text: Text::Country2 }, false, "ISO 3166-1 alpha-2 country of the shop."),
+    Field {
+        name: "3dsExemption",
+        kind: Kind::Exemption,
+        required: false,
+        aliases: &["3DSExemption"],
+        description: "3-D Secure exemption: `LVA`, or `{\"type\": \"LVA\"}`.",
+    },
+    f(
+        "shopCountry",
+        Kind::Str { min: 2, max: 2, text: Text::Country2 },
+        false,
+        "ISO 3166-1 alpha-2 country of the shop.",
+    ),
     f("payment", Kind::Object(PAYMENT), true, "Amount, currency and description."),
     f("templateContext", Kind::Object(TEMPLATE_CONTEXT), false, "Hosted payment page template."),
     f("billingAddress", Kind::Object(ADDRESS), true, "Consumer's billing address."),
     f("shippingAddress", Kind::Object(ADDRESS), false, "Shipping address (physical goods)."),
     f("consumer", Kind::Object(CONSUMER), false, "The paying person; required unless businessConsumer is given."),
-    f("businessConsumer", Kind::Object(BUSINESS_CONSUMER), false, "The paying company; required unless consumer is given."),
+    f(
+        "businessConsumer",
+        Kind::Object(BUSINESS_CONSUMER),
+        false,
+        "The paying company; required unless consumer is given.",
+    ),
     f("order", Kind::Object(ORDER), false, "Order details and lines."),
     f("extraInfo", Kind::Object(EXTRA_INFO), false, "Product group."),
-    f("customReferences", Kind::Object(CUSTOM_REFERENCES), false, "Up to three free references, returned by Get Payment Status."),
+    f(
+        "customReferences",
+        Kind::Object(CUSTOM_REFERENCES),
+        false,
+        "Up to three free references, returned by Get Payment Status.",
+    ),
     f("criteria", Kind::Array { item: &CRITERION_KIND, max_items: 50 }, false, "Custom key/value pairs."),
 ];
 
@@ -180,7 +221,8 @@ pub fn validate(body: &Value) -> Result<ValidCheckout, (Vec<Violation>, Vec<Stri
         let present = |k: &str| !matches!(body.get(k), None | Some(Value::Null));
         if !present("consumer") && !present("businessConsumer") {
             out.violations.push(
-                Violation::new(Code::MissingProperty, "consumer").with("alternative", Fact::Text("businessConsumer".into())),
+                Violation::new(Code::MissingProperty, "consumer")
+                    .with("alternative", Fact::Text("businessConsumer".into())),
             );
         }
         for addr in ["billingAddress", "shippingAddress"] {
@@ -197,7 +239,9 @@ pub fn validate(body: &Value) -> Result<ValidCheckout, (Vec<Violation>, Vec<Stri
     if !out.violations.is_empty() {
         return Err((out.violations, out.ignored));
     }
-    let (Some(currency), Some(Value::Number(amount_text))) = (currency, body.get("payment").and_then(|p| p.get("amount"))) else {
+    let (Some(currency), Some(Value::Number(amount_text))) =
+        (currency, body.get("payment").and_then(|p| p.get("amount")))
+    else {
         return Err((vec![Violation::new(Code::MissingProperty, "payment.amount")], out.ignored));
     };
     let minor = money::parse_minor(amount_text, currency.exponent())

@@ -48,15 +48,31 @@ pub enum Text {
 
 #[derive(Debug)]
 pub enum Kind {
-    Str { min: usize, max: usize, text: Text },
+    Str {
+        min: usize,
+        max: usize,
+        text: Text,
+    },
     /// An amount in the payment's currency (major units, exact).
-    Amount { positive: bool },
+    Amount {
+        positive: bool,
+    },
     /// A decimal number in `[min, max]` with at most `scale` decimals (e.g. a VAT percentage).
-    Decimal { scale: u8, min: i64, max: i64 },
-    Int { min: i64, max: i64 },
+    Decimal {
+        scale: u8,
+        min: i64,
+        max: i64,
+    },
+    Int {
+        min: i64,
+        max: i64,
+    },
     Bool,
     Object(&'static [Field]),
-    Array { item: &'static Kind, max_items: usize },
+    Array {
+        item: &'static Kind,
+        max_items: usize,
+    },
     /// `"LVA"` or `{"type": "LVA"}`: the 3-D Secure exemption in its old and new forms.
     Exemption,
 }
@@ -86,9 +102,7 @@ pub fn check_object(fields: &[Field], v: &Value, path: &str, pass: &mut Pass<'_>
         return;
     };
     for f in fields {
-        let found = std::iter::once(f.name)
-            .chain(f.aliases.iter().copied())
-            .find_map(|n| v.get(n).map(|val| (n, val)));
+        let found = std::iter::once(f.name).chain(f.aliases.iter().copied()).find_map(|n| v.get(n).map(|val| (n, val)));
         let p = join(path, f.name);
         match found {
             None | Some((_, Value::Null)) => {
@@ -137,7 +151,10 @@ fn check_value(kind: &Kind, v: &Value, path: &str, pass: &mut Pass<'_>) {
                 match money::parse_minor(n, c.exponent()) {
                     Ok(m) if m < 0 || (*positive && m == 0) => pass.out.violations.push(
                         Violation::new(Code::ValueOutOfBounds, path)
-                            .with("minimum", Fact::Text(money::format_minor(if *positive { 1 } else { 0 }, c.exponent())))
+                            .with(
+                                "minimum",
+                                Fact::Text(money::format_minor(if *positive { 1 } else { 0 }, c.exponent())),
+                            )
                             .with("maximum", Fact::Text(money::format_minor(money::MAX_MINOR, c.exponent()))),
                     ),
                     Ok(_) => {}
@@ -148,7 +165,10 @@ fn check_value(kind: &Kind, v: &Value, path: &str, pass: &mut Pass<'_>) {
                     ),
                     Err(AmountError::TooLarge | AmountError::NotANumber) => pass.out.violations.push(
                         Violation::new(Code::ValueOutOfBounds, path)
-                            .with("minimum", Fact::Text(money::format_minor(if *positive { 1 } else { 0 }, c.exponent())))
+                            .with(
+                                "minimum",
+                                Fact::Text(money::format_minor(if *positive { 1 } else { 0 }, c.exponent())),
+                            )
                             .with("maximum", Fact::Text(money::format_minor(money::MAX_MINOR, c.exponent()))),
                     ),
                 }
@@ -160,12 +180,17 @@ fn check_value(kind: &Kind, v: &Value, path: &str, pass: &mut Pass<'_>) {
                 return;
             };
             match money::parse_minor(n, *scale) {
-                Ok(m) if (min.saturating_mul(10i64.pow(u32::from(*scale)))..=max.saturating_mul(10i64.pow(u32::from(*scale)))).contains(&m) => {}
+                Ok(m)
+                    if (min.saturating_mul(10i64.pow(u32::from(*scale)))
+                        ..=max.saturating_mul(10i64.pow(u32::from(*scale))))
+                        .contains(&m) => {}
                 Err(AmountError::TooPrecise { max: d }) => pass.out.violations.push(
                     Violation::new(Code::InvalidAmountPrecision, path).with("maxDecimals", Fact::Int(i64::from(d))),
                 ),
                 _ => pass.out.violations.push(
-                    Violation::new(Code::ValueOutOfBounds, path).with("minimum", Fact::Int(*min)).with("maximum", Fact::Int(*max)),
+                    Violation::new(Code::ValueOutOfBounds, path)
+                        .with("minimum", Fact::Int(*min))
+                        .with("maximum", Fact::Int(*max)),
                 ),
             }
         }
@@ -178,7 +203,9 @@ fn check_value(kind: &Kind, v: &Value, path: &str, pass: &mut Pass<'_>) {
                 Ok(i) if (*min..=*max).contains(&i) => {}
                 Err(AmountError::TooPrecise { .. }) => pass.out.violations.push(type_error(path, "integer", v)),
                 _ => pass.out.violations.push(
-                    Violation::new(Code::ValueOutOfBounds, path).with("minimum", Fact::Int(*min)).with("maximum", Fact::Int(*max)),
+                    Violation::new(Code::ValueOutOfBounds, path)
+                        .with("minimum", Fact::Int(*min))
+                        .with("maximum", Fact::Int(*max)),
                 ),
             }
         }
@@ -194,9 +221,9 @@ fn check_value(kind: &Kind, v: &Value, path: &str, pass: &mut Pass<'_>) {
                 return;
             };
             if items.len() > *max_items {
-                pass.out.violations.push(
-                    Violation::new(Code::TooManyItems, path).with("maxItems", Fact::Int(*max_items as i64)),
-                );
+                pass.out
+                    .violations
+                    .push(Violation::new(Code::TooManyItems, path).with("maxItems", Fact::Int(*max_items as i64)));
                 return;
             }
             for (i, it) in items.iter().enumerate() {
@@ -248,7 +275,10 @@ fn check_text(s: &str, min: usize, max: usize, text: Text, path: &str, pass: &mu
         }
         Text::Charset(extra) => {
             if !s.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(c)) {
-                v.push(Violation::new(Code::InvalidCharacters, path).with("allowed", Fact::Text(format!("a-z A-Z 0-9 {}", spaced(extra)))));
+                v.push(
+                    Violation::new(Code::InvalidCharacters, path)
+                        .with("allowed", Fact::Text(format!("a-z A-Z 0-9 {}", spaced(extra)))),
+                );
             }
         }
         Text::OneOf(values) => {
@@ -266,12 +296,18 @@ fn check_text(s: &str, min: usize, max: usize, text: Text, path: &str, pass: &mu
         }
         Text::Country2 => {
             if !is_country(s, false) {
-                v.push(Violation::new(Code::UnsupportedCountry, path).with("standard", Fact::Text("ISO 3166-1 alpha-2".into())));
+                v.push(
+                    Violation::new(Code::UnsupportedCountry, path)
+                        .with("standard", Fact::Text("ISO 3166-1 alpha-2".into())),
+                );
             }
         }
         Text::Country23 => {
             if !is_country(s, true) {
-                v.push(Violation::new(Code::UnsupportedCountry, path).with("standard", Fact::Text("ISO 3166-1 alpha-2 or alpha-3".into())));
+                v.push(
+                    Violation::new(Code::UnsupportedCountry, path)
+                        .with("standard", Fact::Text("ISO 3166-1 alpha-2 or alpha-3".into())),
+                );
             }
         }
         Text::Currency => {
@@ -283,7 +319,11 @@ fn check_text(s: &str, min: usize, max: usize, text: Text, path: &str, pass: &mu
         }
         Text::Date => match crate::time::parse_date(s) {
             Some((y, ..)) if y >= 1900 && s <= crate::time::Millis::now().to_iso8601().get(..10).unwrap_or("9999") => {}
-            Some(_) => v.push(Violation::new(Code::ValueOutOfBounds, path).with("minimum", Fact::Text("1900-01-01".into())).with("maximum", Fact::Text("today".into()))),
+            Some(_) => v.push(
+                Violation::new(Code::ValueOutOfBounds, path)
+                    .with("minimum", Fact::Text("1900-01-01".into()))
+                    .with("maximum", Fact::Text("today".into())),
+            ),
             None => v.push(format("YYYY-MM-DD")),
         },
         Text::Culture => {
@@ -340,7 +380,10 @@ pub fn is_country(s: &str, alpha3: bool) -> bool {
 
 fn is_culture(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() == 5 && b[2] == b'-' && b[..2].iter().all(u8::is_ascii_alphabetic) && b[3..].iter().all(u8::is_ascii_alphabetic)
+    b.len() == 5
+        && b[2] == b'-'
+        && b[..2].iter().all(u8::is_ascii_alphabetic)
+        && b[3..].iter().all(u8::is_ascii_alphabetic)
 }
 
 fn is_url(s: &str) -> bool {
@@ -361,7 +404,11 @@ pub fn canonical(fields: &[Field], v: &Value, currency: Option<Currency>, out: &
     let mut present: Vec<(&Field, &Value)> = fields
         .iter()
         .filter_map(|f| {
-            std::iter::once(f.name).chain(f.aliases.iter().copied()).find_map(|n| v.get(n)).filter(|x| **x != Value::Null).map(|x| (f, x))
+            std::iter::once(f.name)
+                .chain(f.aliases.iter().copied())
+                .find_map(|n| v.get(n))
+                .filter(|x| **x != Value::Null)
+                .map(|x| (f, x))
         })
         .collect();
     present.sort_by_key(|(f, _)| f.name);

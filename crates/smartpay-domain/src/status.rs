@@ -184,7 +184,11 @@ mod tests {
                 let expected = allowed.iter().find(|(f, e, _)| *f == from && *e == event).map(|(_, _, to)| *to);
                 match expected {
                     Some(to) => assert_eq!(transition(from, event), Ok(to), "{from} + {event:?}"),
-                    None => assert_eq!(transition(from, event), Err(InvalidTransition { from, event }), "{from} + {event:?}"),
+                    None => assert_eq!(
+                        transition(from, event),
+                        Err(InvalidTransition { from, event }),
+                        "{from} + {event:?}"
+                    ),
                 }
                 checked += 1;
             }

@@ -27,7 +27,8 @@ pub struct AppState {
 /// Opens the store and the key material named by `config`.
 pub fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<ServerKeys>)> {
     let create_key = config.mode == Mode::Sandbox && config.master_key_file.is_none();
-    let secrets = ServerKeys::load_or_create(&config.master_key_path(), create_key).context("loading the master key")?;
+    let secrets =
+        ServerKeys::load_or_create(&config.master_key_path(), create_key).context("loading the master key")?;
     let mut opts = SqliteOptions::new(config.database_path());
     opts.readers = config.store_readers;
     let store = SqliteStore::open(opts).with_context(|| format!("opening {}", config.database_path().display()))?;
@@ -46,7 +47,14 @@ impl AppState {
             i64::try_from(config.token_leeway_seconds).unwrap_or(30),
         )
         .await?;
-        Ok(Arc::new(AppState { config, store, secrets, auth, metrics: Metrics::default(), in_flight: Mutex::new(HashSet::new()) }))
+        Ok(Arc::new(AppState {
+            config,
+            store,
+            secrets,
+            auth,
+            metrics: Metrics::default(),
+            in_flight: Mutex::new(HashSet::new()),
+        }))
     }
 }
 

@@ -105,7 +105,13 @@ fn insert_bounded<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, k: K, 
 }
 
 impl Authenticator {
-    pub async fn new(store: Arc<dyn Store>, secrets: Arc<ServerKeys>, issuer: String, token_ttl: i64, leeway: i64) -> Result<Self, StoreError> {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        secrets: Arc<ServerKeys>,
+        issuer: String,
+        token_ttl: i64,
+        leeway: i64,
+    ) -> Result<Self, StoreError> {
         let a = Authenticator {
             store,
             secrets,
@@ -210,7 +216,11 @@ impl Authenticator {
         let digest = self.secrets.secret_digest(&secret);
         let creds = self.store.active_basic_credentials(&user).await?;
         let found = creds.iter().find(|c| digests_equal(&c.secret_digest, &digest)).ok_or(AuthError::Basic)?;
-        let p = Principal { merchant_id: found.merchant_id.clone(), credential_id: found.id.clone(), scheme: Scheme::Basic };
+        let p = Principal {
+            merchant_id: found.merchant_id.clone(),
+            credential_id: found.id.clone(),
+            scheme: Scheme::Basic,
+        };
         insert_bounded(&self.basic_cache, cache_key, p.clone());
         Ok(p)
     }
@@ -228,9 +238,17 @@ impl Authenticator {
         // RFC 6750 §2.1 b64token.
         let valid = !token.is_empty()
             && token.len() <= jwt::MAX_TOKEN_LEN
-            && token.iter().rev().skip_while(|b| **b == b'=').all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(b));
+            && token
+                .iter()
+                .rev()
+                .skip_while(|b| **b == b'=')
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(b));
         if !valid {
-            return Err(if token.len() > jwt::MAX_TOKEN_LEN { AuthError::Token(TokenError::Malformed) } else { AuthError::Malformed("bearer token syntax") });
+            return Err(if token.len() > jwt::MAX_TOKEN_LEN {
+                AuthError::Token(TokenError::Malformed)
+            } else {
+                AuthError::Malformed("bearer token syntax")
+            });
         }
         let token = std::str::from_utf8(token).map_err(|_| AuthError::Malformed("bearer token syntax"))?;
         let now = Millis::now().0 / 1000;
@@ -257,7 +275,8 @@ impl Authenticator {
     async fn verify_access_token(&self, token: &str, now: i64) -> Result<TokenHit, AuthError> {
         let verified = {
             let keys = self.keys.read().map_err(|_| AuthError::Token(TokenError::UnknownKey))?;
-            jwt::verify_es256(token, Some("at+jwt"), |kid| keys.verifying.get(kid).copied()).map_err(AuthError::Token)?
+            jwt::verify_es256(token, Some("at+jwt"), |kid| keys.verifying.get(kid).copied())
+                .map_err(AuthError::Token)?
         };
         let c = &verified.claims;
         let t = |e| AuthError::Token(e);
@@ -282,7 +301,8 @@ impl Authenticator {
         let merchant = jwt::str_claim(c, "merchant_key").map_err(t)?;
         jwt::str_claim(c, "jti").map_err(t)?;
         let exp = jwt::check_times(c, now, self.leeway, Some(self.token_ttl + self.leeway)).map_err(t)?;
-        let (credential_id, client_merchant) = self.client(client_id).await?.ok_or(t(TokenError::Claim("client_id")))?;
+        let (credential_id, client_merchant) =
+            self.client(client_id).await?.ok_or(t(TokenError::Claim("client_id")))?;
         if client_merchant != merchant {
             return Err(t(TokenError::Claim("merchant_key")));
         }
@@ -343,7 +363,13 @@ pub struct IssuedCredential {
 }
 
 /// Creates and stores a new API credential for a merchant.
-pub async fn add_credential(store: &dyn Store, secrets: &ServerKeys, merchant_id: &str, kind: CredentialKind, label: &str) -> anyhow::Result<IssuedCredential> {
+pub async fn add_credential(
+    store: &dyn Store,
+    secrets: &ServerKeys,
+    merchant_id: &str,
+    kind: CredentialKind,
+    label: &str,
+) -> anyhow::Result<IssuedCredential> {
     let secret = crate::secrets::new_api_secret()?;
     let client_id = match kind {
         CredentialKind::OAuth => Some(crate::secrets::random_alphanumeric(26)?),

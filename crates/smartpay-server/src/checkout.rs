@@ -51,7 +51,11 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn claim_in_flight<'a>(state: &'a AppState, merchant: &str, claims: &[IdempotencyClaim]) -> Result<InFlight<'a>, ApiError> {
+fn claim_in_flight<'a>(
+    state: &'a AppState,
+    merchant: &str,
+    claims: &[IdempotencyClaim],
+) -> Result<InFlight<'a>, ApiError> {
     let mut set = state.in_flight.lock().map_err(|_| ApiError::Internal("in-flight set poisoned".into()))?;
     let keys: Vec<_> = claims.iter().map(|c| (merchant.to_owned(), c.scope.as_str(), c.key.clone())).collect();
     if let Some(busy) = claims.iter().zip(&keys).find(|(_, k)| set.contains(*k)) {
@@ -71,15 +75,23 @@ fn property_of(scope: IdempotencyScope) -> &'static str {
 }
 
 /// Create Checkout (`POST /payment/creation`).
-pub async fn create(state: &AppState, who: &Principal, body: &Value, idempotency_key: Option<String>, identity_subject: Option<String>) -> Result<CreateAnswer, ApiError> {
+pub async fn create(
+    state: &AppState,
+    who: &Principal,
+    body: &Value,
+    idempotency_key: Option<String>,
+    identity_subject: Option<String>,
+) -> Result<CreateAnswer, ApiError> {
     // Another merchant's key learns nothing, not even validation results.
-    if let Some(key) = checkout::merchant_key_of(body) {
-        if !key.eq_ignore_ascii_case(&who.merchant_id) {
-            return Err(ApiError::MerchantKeyMismatch { ignored: Vec::new() });
-        }
+    if let Some(key) = checkout::merchant_key_of(body)
+        && !key.eq_ignore_ascii_case(&who.merchant_id)
+    {
+        return Err(ApiError::MerchantKeyMismatch { ignored: Vec::new() });
     }
-    let valid: ValidCheckout = checkout::validate(body)
-        .map_err(|(violations, ignored)| ApiError::Invalid { problems: violations.into_iter().map(Problem::from).collect(), ignored })?;
+    let valid: ValidCheckout = checkout::validate(body).map_err(|(violations, ignored)| ApiError::Invalid {
+        problems: violations.into_iter().map(Problem::from).collect(),
+        ignored,
+    })?;
 
     let now = Millis::now();
     let id = uuid::Uuid::new_v4().to_string();
@@ -164,13 +176,19 @@ pub fn parse_transaction_id(id: &str) -> Result<String, ApiError> {
         Ok(id.to_ascii_lowercase())
     } else {
         Err(ApiError::invalid(
-            Problem::new("invalid_format").at("transactionId").with("format", smartpay_domain::violation::Fact::Text("uuid".into())),
+            Problem::new("invalid_format")
+                .at("transactionId")
+                .with("format", smartpay_domain::violation::Fact::Text("uuid".into())),
         ))
     }
 }
 
 /// Get Payment Status (`GET /payment/status/{transactionId}`).
-pub async fn status(state: &AppState, who: &Principal, transaction_id: &str) -> Result<api::PaymentStatusResponse, ApiError> {
+pub async fn status(
+    state: &AppState,
+    who: &Principal,
+    transaction_id: &str,
+) -> Result<api::PaymentStatusResponse, ApiError> {
     let id = parse_transaction_id(transaction_id)?;
     let payment = state.store.payment(&who.merchant_id, &id).await?.ok_or(ApiError::NotFound)?;
     status_response(&payment)
@@ -178,13 +196,16 @@ pub async fn status(state: &AppState, who: &Principal, transaction_id: &str) -> 
 
 fn amount(minor: i64, currency: &str) -> Result<api::Amount, ApiError> {
     let exponent = Currency::from_code(currency).map_or(2, |c| c.exponent());
-    api::Amount::from_decimal_text(money::format_minor(minor, exponent)).ok_or_else(|| ApiError::Internal("amount formatting".into()))
+    api::Amount::from_decimal_text(money::format_minor(minor, exponent))
+        .ok_or_else(|| ApiError::Internal("amount formatting".into()))
 }
 
 /// The reference's response model for a stored payment.
 pub fn status_response(p: &Payment) -> Result<api::PaymentStatusResponse, ApiError> {
     let custom_references = match &p.custom_references {
-        Some(json) => Some(serde_json::from_str::<api::CustomReferences>(json).map_err(|e| ApiError::Internal(e.to_string()))?),
+        Some(json) => {
+            Some(serde_json::from_str::<api::CustomReferences>(json).map_err(|e| ApiError::Internal(e.to_string()))?)
+        }
         None => None,
     };
     Ok(api::PaymentStatusResponse {

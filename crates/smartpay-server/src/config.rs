@@ -92,11 +92,16 @@ pub enum ConfigError {
 
 impl Config {
     /// Defaults, overlaid by `file` (if given) and by `SMARTPAY_*` variables from `env`.
-    pub fn load(file: Option<&std::path::Path>, env: impl Iterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let mut cfg = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File { path: path.display().to_string(), reason: e.to_string() })?;
-                toml::from_str(&text).map_err(|e| ConfigError::File { path: path.display().to_string(), reason: e.to_string() })?
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::File { path: path.display().to_string(), reason: e.to_string() })?;
+                toml::from_str(&text)
+                    .map_err(|e| ConfigError::File { path: path.display().to_string(), reason: e.to_string() })?
             }
             None => Config::default(),
         };
@@ -105,12 +110,24 @@ impl Config {
             let bad = |reason: &str| ConfigError::Env { name: name.clone(), reason: reason.into() };
             let num = |v: &str| v.parse::<u64>().map_err(|_| bad("must be a whole number"));
             match key {
-                "MODE" => cfg.mode = match value.as_str() { "sandbox" => Mode::Sandbox, "production" => Mode::Production, _ => return Err(bad("sandbox or production")) },
+                "MODE" => {
+                    cfg.mode = match value.as_str() {
+                        "sandbox" => Mode::Sandbox,
+                        "production" => Mode::Production,
+                        _ => return Err(bad("sandbox or production")),
+                    }
+                }
                 "LISTEN" => cfg.listen = value.parse().map_err(|_| bad("an address such as 127.0.0.1:8080"))?,
                 "DATA_DIR" => cfg.data_dir = PathBuf::from(value),
                 "MASTER_KEY_FILE" => cfg.master_key_file = Some(PathBuf::from(value)),
                 "PUBLIC_URL" => cfg.public_url = Some(value),
-                "LOG_FORMAT" => cfg.log_format = match value.as_str() { "text" => LogFormat::Text, "json" => LogFormat::Json, _ => return Err(bad("text or json")) },
+                "LOG_FORMAT" => {
+                    cfg.log_format = match value.as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        _ => return Err(bad("text or json")),
+                    }
+                }
                 "LOG" | "LOG_LEVEL" => cfg.log_level = value,
                 "TOKEN_TTL_SECONDS" => cfg.token_ttl_seconds = num(&value)?,
                 "CHECKOUT_TTL_SECONDS" => cfg.checkout_ttl_seconds = num(&value)?,
@@ -145,7 +162,9 @@ impl Config {
             return Err(ConfigError::Invalid("max_body_bytes must be at least 1024".into()));
         }
         if self.mode == Mode::Production && self.master_key_file.is_none() {
-            return Err(ConfigError::Invalid("production mode requires master_key_file (explicit key material)".into()));
+            return Err(ConfigError::Invalid(
+                "production mode requires master_key_file (explicit key material)".into(),
+            ));
         }
         Ok(())
     }

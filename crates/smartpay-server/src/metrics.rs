@@ -65,24 +65,43 @@ impl Metrics {
         out.push_str("# HELP smartpay_http_requests_total HTTP requests by method, route template and status.\n# TYPE smartpay_http_requests_total counter\n");
         if let Ok(m) = self.requests.lock() {
             for ((method, route, status), n) in m.iter() {
-                let _ = writeln!(out, "smartpay_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "smartpay_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+                );
             }
         }
         out.push_str("# HELP smartpay_http_request_duration_seconds Time to answer, by route template.\n# TYPE smartpay_http_request_duration_seconds histogram\n");
         if let Ok(m) = self.latency.lock() {
             for (route, h) in m.iter() {
                 for (i, b) in BUCKETS.iter().enumerate() {
-                    let _ = writeln!(out, "smartpay_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {}", h.counts[i]);
+                    let _ = writeln!(
+                        out,
+                        "smartpay_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {}",
+                        h.counts[i]
+                    );
                 }
-                let _ = writeln!(out, "smartpay_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", h.count);
-                let _ = writeln!(out, "smartpay_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum_micros as f64 / 1e6);
+                let _ = writeln!(
+                    out,
+                    "smartpay_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                    h.count
+                );
+                let _ = writeln!(
+                    out,
+                    "smartpay_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                    h.sum_micros as f64 / 1e6
+                );
                 let _ = writeln!(out, "smartpay_http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
             }
         }
         let c = &self.counters;
         for (name, help, v) in [
             ("smartpay_checkouts_created_total", "Checkouts created.", &c.checkouts_created),
-            ("smartpay_checkouts_replayed_total", "Create requests answered from an idempotency record.", &c.checkouts_replayed),
+            (
+                "smartpay_checkouts_replayed_total",
+                "Create requests answered from an idempotency record.",
+                &c.checkouts_replayed,
+            ),
             ("smartpay_checkouts_expired_total", "Checkouts moved to EXPIRED by the sweep.", &c.checkouts_expired),
             ("smartpay_oauth_tokens_issued_total", "Access tokens issued.", &c.tokens_issued),
         ] {

@@ -29,7 +29,11 @@ impl ProvisionedMerchant {
 }
 
 /// Creates a merchant, its Basic key and its OAuth client.
-pub async fn create_merchant(store: &dyn Store, secrets: &ServerKeys, name: &str) -> anyhow::Result<ProvisionedMerchant> {
+pub async fn create_merchant(
+    store: &dyn Store,
+    secrets: &ServerKeys,
+    name: &str,
+) -> anyhow::Result<ProvisionedMerchant> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         anyhow::bail!("--name must be 1 to 100 characters without control characters");

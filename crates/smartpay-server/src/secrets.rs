@@ -76,7 +76,8 @@ impl ServerKeys {
         let err = |reason: String| SecretError::KeyFile { path: path.display().to_string(), reason };
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                let bytes = Zeroizing::new(URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| err("not base64url".into()))?);
+                let bytes =
+                    Zeroizing::new(URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| err("not base64url".into()))?);
                 let master: Zeroizing<[u8; 32]> =
                     Zeroizing::new(bytes.as_slice().try_into().map_err(|_| err("must hold exactly 32 bytes".into()))?);
                 Ok(Self::from_master(&master))
@@ -86,7 +87,8 @@ impl ServerKeys {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
                 }
-                write_private(path, URL_SAFE_NO_PAD.encode(master.as_slice()).as_bytes()).map_err(|e| err(e.to_string()))?;
+                write_private(path, URL_SAFE_NO_PAD.encode(master.as_slice()).as_bytes())
+                    .map_err(|e| err(e.to_string()))?;
                 Ok(Self::from_master(&master))
             }
             Err(e) => Err(err(e.to_string())),
@@ -106,10 +108,8 @@ impl ServerKeys {
     /// Encrypts `plaintext` bound to `aad`: `version ‖ nonce(12) ‖ ciphertext+tag`.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SecretError> {
         let nonce = random_array::<12>()?;
-        let ct = self
-            .seal
-            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad })
-            .map_err(|_| SecretError::Unseal)?;
+        let ct =
+            self.seal.encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad }).map_err(|_| SecretError::Unseal)?;
         let mut out = Vec::with_capacity(1 + 12 + ct.len());
         out.push(SEALED_V1);
         out.extend_from_slice(&nonce);

@@ -15,10 +15,7 @@ use crate::app::AppState;
 const EXPIRE_BATCH: u32 = 500;
 
 pub fn spawn(state: Arc<AppState>, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![
-        tokio::spawn(sweep_loop(state.clone(), stop.clone())),
-        tokio::spawn(auth_refresh_loop(state, stop)),
-    ]
+    vec![tokio::spawn(sweep_loop(state.clone(), stop.clone())), tokio::spawn(auth_refresh_loop(state, stop))]
 }
 
 async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
@@ -60,7 +57,8 @@ async fn sweep_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "idempotency pruning failed"),
             }
-            let grace = i64::try_from(state.config.token_ttl_seconds + state.config.token_leeway_seconds).unwrap_or(i64::MAX / 2000);
+            let grace = i64::try_from(state.config.token_ttl_seconds + state.config.token_leeway_seconds)
+                .unwrap_or(i64::MAX / 2000);
             if let Err(e) = state.store.delete_retired_signing_keys(now.plus_seconds(-grace)).await {
                 tracing::warn!(error = %e, "signing key cleanup failed");
             }

@@ -128,9 +128,14 @@ pub struct NewCheckout {
 pub enum CreateOutcome {
     Created,
     /// An earlier request with the same key and the same fingerprint: its stored response.
-    Replay { response_enc: Vec<u8>, payment_id: String },
+    Replay {
+        response_enc: Vec<u8>,
+        payment_id: String,
+    },
     /// The key was used before with a different request.
-    Conflict { scope: IdempotencyScope },
+    Conflict {
+        scope: IdempotencyScope,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

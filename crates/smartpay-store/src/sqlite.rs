@@ -143,12 +143,11 @@ impl SqliteStore {
     /// writer thread.
     pub fn open(options: SqliteOptions) -> Result<Self, StoreError> {
         if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("create {}: {e}", dir.display())))?;
         }
         let mut writer_conn = open_conn(&options.path, false)?;
-        let mode: String = writer_conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(map_err)?;
+        let mode: String = writer_conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(map_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Unavailable(format!("journal_mode is {mode}, WAL is required")));
         }

@@ -191,10 +191,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     smartpay_server::telemetry::init(cfg.log_format, &cfg.log_level);
     let (store, secrets) = smartpay_server::open_store(&cfg)?;
-    if cfg.mode == Mode::Sandbox && cfg.bootstrap_sandbox_merchant {
-        if let Some(p) = provision::bootstrap_sandbox(store.as_ref(), &secrets).await? {
-            print_sandbox_banner(&cfg, &p);
-        }
+    if cfg.mode == Mode::Sandbox
+        && cfg.bootstrap_sandbox_merchant
+        && let Some(p) = provision::bootstrap_sandbox(store.as_ref(), &secrets).await?
+    {
+        print_sandbox_banner(&cfg, &p);
     }
     let state = smartpay_server::AppState::new(cfg, store, secrets).await?;
     let running = smartpay_server::start(state).await?;
@@ -255,16 +256,28 @@ async fn merchant(cfg: Config, cmd: MerchantCmd) -> anyhow::Result<()> {
                 println!("{}", serde_json::Value::from(list));
             } else {
                 for m in merchants {
-                    println!("{}  {:<8}  {}  {}", m.id, if m.status == MerchantStatus::Active { "ACTIVE" } else { "DISABLED" }, m.created_at.to_iso8601(), m.name);
+                    println!(
+                        "{}  {:<8}  {}  {}",
+                        m.id,
+                        if m.status == MerchantStatus::Active { "ACTIVE" } else { "DISABLED" },
+                        m.created_at.to_iso8601(),
+                        m.name
+                    );
                 }
             }
         }
         MerchantCmd::Disable { merchant } => {
-            store.set_merchant_status(&merchant, MerchantStatus::Disabled).await.with_context(|| format!("merchant {merchant}"))?;
+            store
+                .set_merchant_status(&merchant, MerchantStatus::Disabled)
+                .await
+                .with_context(|| format!("merchant {merchant}"))?;
             println!("disabled {merchant}");
         }
         MerchantCmd::Enable { merchant } => {
-            store.set_merchant_status(&merchant, MerchantStatus::Active).await.with_context(|| format!("merchant {merchant}"))?;
+            store
+                .set_merchant_status(&merchant, MerchantStatus::Active)
+                .await
+                .with_context(|| format!("merchant {merchant}"))?;
             println!("enabled {merchant}");
         }
     }
@@ -282,12 +295,17 @@ async fn credential(cfg: Config, cmd: CredentialCmd) -> anyhow::Result<()> {
                 KindArg::Basic => CredentialKind::Basic,
                 KindArg::Oauth => CredentialKind::OAuth,
             };
-            let issued = smartpay_server::auth::add_credential(store.as_ref(), &secrets, &merchant, kind, &label).await?;
+            let issued =
+                smartpay_server::auth::add_credential(store.as_ref(), &secrets, &merchant, kind, &label).await?;
             let c = &issued.credential;
             if json {
                 let v = match kind {
-                    CredentialKind::Basic => serde_json::json!({"id": c.id, "merchantKey": merchant, "authenticationKey": issued.secret.as_str()}),
-                    CredentialKind::OAuth => serde_json::json!({"id": c.id, "merchantKey": merchant, "clientId": c.client_id, "clientSecret": issued.secret.as_str()}),
+                    CredentialKind::Basic => {
+                        serde_json::json!({"id": c.id, "merchantKey": merchant, "authenticationKey": issued.secret.as_str()})
+                    }
+                    CredentialKind::OAuth => {
+                        serde_json::json!({"id": c.id, "merchantKey": merchant, "clientId": c.client_id, "clientSecret": issued.secret.as_str()})
+                    }
                 };
                 println!("{v}");
             } else {
@@ -312,12 +330,22 @@ async fn credential(cfg: Config, cmd: CredentialCmd) -> anyhow::Result<()> {
             } else {
                 for c in creds {
                     let state = c.revoked_at.map_or("active".to_owned(), |r| format!("revoked {}", r.to_iso8601()));
-                    println!("{}  {:<5}  {:<26}  {}  {}", c.id, c.kind.as_str(), c.client_id.as_deref().unwrap_or("-"), state, c.label);
+                    println!(
+                        "{}  {:<5}  {:<26}  {}  {}",
+                        c.id,
+                        c.kind.as_str(),
+                        c.client_id.as_deref().unwrap_or("-"),
+                        state,
+                        c.label
+                    );
                 }
             }
         }
         CredentialCmd::Revoke { id } => {
-            store.revoke_credential(&id, smartpay_domain::Millis::now()).await.with_context(|| format!("credential {id}"))?;
+            store
+                .revoke_credential(&id, smartpay_domain::Millis::now())
+                .await
+                .with_context(|| format!("credential {id}"))?;
             println!("revoked {id}");
         }
     }

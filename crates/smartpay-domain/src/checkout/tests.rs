@@ -25,13 +25,21 @@ fn set(body: &mut J, path: &str, value: J) {
     let mut cur = body;
     let parts: Vec<&str> = path.split('/').collect();
     for p in &parts[..parts.len() - 1] {
-        cur = if let Ok(i) = p.parse::<usize>() { &mut cur[i] } else {
-            if cur.get(*p).is_none() { cur[*p] = json!({}); }
+        cur = if let Ok(i) = p.parse::<usize>() {
+            &mut cur[i]
+        } else {
+            if cur.get(*p).is_none() {
+                cur[*p] = json!({});
+            }
             &mut cur[*p]
         };
     }
     let last = parts[parts.len() - 1];
-    if value.is_null() { cur.as_object_mut().unwrap().remove(last); } else { cur[last] = value; }
+    if value.is_null() {
+        cur.as_object_mut().unwrap().remove(last);
+    } else {
+        cur[last] = value;
+    }
 }
 
 fn long(n: usize) -> J {
@@ -101,8 +109,18 @@ fn every_rule_is_enforced() {
         ("billingAddress/countryCode", json!("US"), "missing_property", "billingAddress.state"),
         ("billingAddress/countryCode", json!("CAN"), "missing_property", "billingAddress.state"),
         ("billingAddress/state", long(4), "value_too_long", "billingAddress.state"),
-        ("shippingAddress", json!({"addressLine1": "A", "city": "B", "postCode": "1", "countryCode": "USA"}), "missing_property", "shippingAddress.state"),
-        ("shippingAddress", json!({"city": "B", "postCode": "1", "countryCode": "DE"}), "missing_property", "shippingAddress.addressLine1"),
+        (
+            "shippingAddress",
+            json!({"addressLine1": "A", "city": "B", "postCode": "1", "countryCode": "USA"}),
+            "missing_property",
+            "shippingAddress.state",
+        ),
+        (
+            "shippingAddress",
+            json!({"city": "B", "postCode": "1", "countryCode": "DE"}),
+            "missing_property",
+            "shippingAddress.addressLine1",
+        ),
         ("consumer", J::Null, "missing_property", "consumer"),
         ("consumer/firstName", J::Null, "missing_property", "consumer.firstName"),
         ("consumer/firstName", long(61), "value_too_long", "consumer.firstName"),
@@ -112,7 +130,12 @@ fn every_rule_is_enforced() {
         ("consumer/emailAddress", J::Null, "missing_property", "consumer.emailAddress"),
         ("consumer/emailAddress", json!("not an email"), "invalid_format", "consumer.emailAddress"),
         ("consumer/emailAddress", json!("a@b"), "invalid_format", "consumer.emailAddress"),
-        ("consumer/emailAddress", J::String(format!("{}@example.com", "x".repeat(250))), "value_too_long", "consumer.emailAddress"),
+        (
+            "consumer/emailAddress",
+            J::String(format!("{}@example.com", "x".repeat(250))),
+            "value_too_long",
+            "consumer.emailAddress",
+        ),
         ("consumer/title", json!("Dr"), "invalid_value", "consumer.title"),
         ("consumer/culture", json!("deDE"), "invalid_format", "consumer.culture"),
         ("consumer/culture", json!("de_DE"), "invalid_format", "consumer.culture"),
@@ -124,23 +147,98 @@ fn every_rule_is_enforced() {
         ("consumer/taxId", long(31), "value_too_long", "consumer.taxId"),
         ("templateContext/templateId", json!("nope"), "invalid_format", "templateContext.templateId"),
         ("templateContext/templateName", long(101), "value_too_long", "templateContext.templateName"),
-        ("templateContext/merchantLogoURL", json!("javascript:alert(1)"), "invalid_format", "templateContext.merchantLogoURL"),
+        (
+            "templateContext/merchantLogoURL",
+            json!("javascript:alert(1)"),
+            "invalid_format",
+            "templateContext.merchantLogoURL",
+        ),
         ("order", json!({"lines": []}), "missing_property", "order.externalOrderReference"),
         ("order", json!({"externalOrderReference": "1"}), "missing_property", "order.lines"),
-        ("order", json!({"externalOrderReference": "x".repeat(226), "lines": []}), "value_too_long", "order.externalOrderReference"),
-        ("order", json!({"externalOrderReference": "1", "lines": vec![line.clone(); 101]}), "too_many_items", "order.lines"),
-        ("order", json!({"externalOrderReference": "1", "lines": [{"itemArticleId": "1", "itemName": "n"}]}), "missing_property", "order.lines[0].klarnaLineType"),
-        ("order", json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Ghost", "itemArticleId": "1", "itemName": "n"}]}), "invalid_value", "order.lines[0].klarnaLineType"),
-        ("order", json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "x".repeat(21), "itemName": "n"}]}), "value_too_long", "order.lines[0].itemArticleId"),
-        ("order", json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1", "itemName": "x".repeat(136)}]}), "value_too_long", "order.lines[0].itemName"),
-        ("order", json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1"}]}), "missing_property", "order.lines[0].itemName"),
-        ("order", json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1", "itemName": "n", "lineNumber": 0}]}), "value_out_of_bounds", "order.lines[0].lineNumber"),
-        ("order", json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1", "itemName": "n", "lineType": "Other"}]}), "invalid_value", "order.lines[0].lineType"),
-        ("order", json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1", "itemName": "n", "quantity": 1.5}]}), "invalid_type", "order.lines[0].quantity"),
-        ("order", json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1", "itemName": "n", "unitPrice": 1.001}]}), "invalid_amount_precision", "order.lines[0].unitPrice"),
-        ("order", json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1", "itemName": "n", "grossAmount": -1}]}), "value_out_of_bounds", "order.lines[0].grossAmount"),
-        ("order", json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1", "itemName": "n", "vatPercent": 101}]}), "value_out_of_bounds", "order.lines[0].vatPercent"),
-        ("order", json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1", "itemName": "n", "vatPercent": 19.001}]}), "invalid_amount_precision", "order.lines[0].vatPercent"),
+        (
+            "order",
+            json!({"externalOrderReference": "x".repeat(226), "lines": []}),
+            "value_too_long",
+            "order.externalOrderReference",
+        ),
+        (
+            "order",
+            json!({"externalOrderReference": "1", "lines": vec![line.clone(); 101]}),
+            "too_many_items",
+            "order.lines",
+        ),
+        (
+            "order",
+            json!({"externalOrderReference": "1", "lines": [{"itemArticleId": "1", "itemName": "n"}]}),
+            "missing_property",
+            "order.lines[0].klarnaLineType",
+        ),
+        (
+            "order",
+            json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Ghost", "itemArticleId": "1", "itemName": "n"}]}),
+            "invalid_value",
+            "order.lines[0].klarnaLineType",
+        ),
+        (
+            "order",
+            json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "x".repeat(21), "itemName": "n"}]}),
+            "value_too_long",
+            "order.lines[0].itemArticleId",
+        ),
+        (
+            "order",
+            json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1", "itemName": "x".repeat(136)}]}),
+            "value_too_long",
+            "order.lines[0].itemName",
+        ),
+        (
+            "order",
+            json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1"}]}),
+            "missing_property",
+            "order.lines[0].itemName",
+        ),
+        (
+            "order",
+            json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1", "itemName": "n", "lineNumber": 0}]}),
+            "value_out_of_bounds",
+            "order.lines[0].lineNumber",
+        ),
+        (
+            "order",
+            json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1", "itemName": "n", "lineType": "Other"}]}),
+            "invalid_value",
+            "order.lines[0].lineType",
+        ),
+        (
+            "order",
+            json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1", "itemName": "n", "quantity": 1.5}]}),
+            "invalid_type",
+            "order.lines[0].quantity",
+        ),
+        (
+            "order",
+            json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1", "itemName": "n", "unitPrice": 1.001}]}),
+            "invalid_amount_precision",
+            "order.lines[0].unitPrice",
+        ),
+        (
+            "order",
+            json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1", "itemName": "n", "grossAmount": -1}]}),
+            "value_out_of_bounds",
+            "order.lines[0].grossAmount",
+        ),
+        (
+            "order",
+            json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1", "itemName": "n", "vatPercent": 101}]}),
+            "value_out_of_bounds",
+            "order.lines[0].vatPercent",
+        ),
+        (
+            "order",
+            json!({"externalOrderReference": "1", "lines": [{"klarnaLineType": "Physical", "itemArticleId": "1", "itemName": "n", "vatPercent": 19.001}]}),
+            "invalid_amount_precision",
+            "order.lines[0].vatPercent",
+        ),
         ("extraInfo/productGroup", long(101), "value_too_long", "extraInfo.productGroup"),
         ("customReferences/custom1", long(256), "value_too_long", "customReferences.custom1"),
         ("customReferences/custom2", long(256), "value_too_long", "customReferences.custom2"),
@@ -163,7 +261,11 @@ fn every_rule_is_enforced() {
 fn business_consumer_can_replace_consumer() {
     let mut body = base();
     set(&mut body, "consumer", J::Null);
-    set(&mut body, "businessConsumer", json!({"companyName": "ACME", "companyType": "GmbH", "emailAddress": "a@acme.example"}));
+    set(
+        &mut body,
+        "businessConsumer",
+        json!({"companyName": "ACME", "companyType": "GmbH", "emailAddress": "a@acme.example"}),
+    );
     assert!(run(&body).is_ok());
     set(&mut body, "businessConsumer/companyType", J::Null);
     let (v, _) = run(&body).unwrap_err();
@@ -183,9 +285,13 @@ fn all_violations_are_reported_at_once() {
 
 #[test]
 fn amounts_follow_the_currencys_exponent() {
-    for (amount, currency, minor) in [("10.99", "EUR", 1099), ("1e2", "JPY", 100), ("1.234", "KWD", 1234), ("800.2", "EUR", 80020)] {
-        let text = serde_json::to_string(&base()).unwrap()
-            .replace("10.99", amount).replace("\"EUR\"", &format!("\"{currency}\""));
+    for (amount, currency, minor) in
+        [("10.99", "EUR", 1099), ("1e2", "JPY", 100), ("1.234", "KWD", 1234), ("800.2", "EUR", 80020)]
+    {
+        let text = serde_json::to_string(&base())
+            .unwrap()
+            .replace("10.99", amount)
+            .replace("\"EUR\"", &format!("\"{currency}\""));
         assert_eq!(run_text(&text).unwrap().amount.minor, minor, "{amount} {currency}");
     }
     let text = serde_json::to_string(&base()).unwrap().replace("10.99", "12.5").replace("\"EUR\"", "\"JPY\"");
@@ -197,14 +303,22 @@ fn amounts_follow_the_currencys_exponent() {
 #[test]
 fn unknown_and_server_owned_fields_are_listed_and_have_no_effect() {
     let mut body = base();
-    for (k, v) in [("paymentStatus", json!("CAPTURED")), ("transactionId", json!("x")), ("capturedAmount", json!(5)), ("reconciliationReferenceId", json!("r"))] {
+    for (k, v) in [
+        ("paymentStatus", json!("CAPTURED")),
+        ("transactionId", json!("x")),
+        ("capturedAmount", json!(5)),
+        ("reconciliationReferenceId", json!("r")),
+    ] {
         set(&mut body, k, v);
     }
     set(&mut body, "consumer/shoeSize", json!(44));
     let v = run(&body).unwrap();
     let mut ignored = v.ignored.clone();
     ignored.sort();
-    assert_eq!(ignored, ["capturedAmount", "consumer.shoeSize", "paymentStatus", "reconciliationReferenceId", "transactionId"]);
+    assert_eq!(
+        ignored,
+        ["capturedAmount", "consumer.shoeSize", "paymentStatus", "reconciliationReferenceId", "transactionId"]
+    );
     assert_eq!(v.canonical, run(&base()).unwrap().canonical, "ignored fields must not change the request");
 }
 
@@ -215,7 +329,7 @@ fn the_canonical_form_ignores_order_whitespace_and_amount_spelling() {
         "consumer":{"lastName":"B","firstName":"A","emailAddress":"a@b.de"},
         "payment":{"description":"d","currencyCode":"EUR","amount":1099e-2}, "merchantKey":"48c4e923-e88c-464b-a4e7-ccb2c6d3775e" }"#).unwrap();
     assert_eq!(a.canonical, b.canonical);
-    let c = run_text(&r#"{"merchantKey":"48c4e923-e88c-464b-a4e7-ccb2c6d3775e","payment":{"amount":11.99,"currencyCode":"EUR","description":"d"},"consumer":{"firstName":"A","lastName":"B","emailAddress":"a@b.de"},"billingAddress":{"addressLine1":"S","city":"C","postCode":"1","countryCode":"DE"}}"#.to_string()).unwrap();
+    let c = run_text(r#"{"merchantKey":"48c4e923-e88c-464b-a4e7-ccb2c6d3775e","payment":{"amount":11.99,"currencyCode":"EUR","description":"d"},"consumer":{"firstName":"A","lastName":"B","emailAddress":"a@b.de"},"billingAddress":{"addressLine1":"S","city":"C","postCode":"1","countryCode":"DE"}}"#).unwrap();
     assert_ne!(a.canonical, c.canonical);
 }
 

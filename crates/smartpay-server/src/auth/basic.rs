@@ -51,7 +51,16 @@ mod tests {
     #[test]
     fn malformed_credentials_are_refused() {
         let long = enc(&vec![b'a'; 2000]);
-        for bad in [enc(b"nocolon"), enc(b":secret"), enc(b"user:"), b"!!!notbase64".to_vec(), enc(b"us\xffer:p"), enc(b"u:p\n"), Vec::new(), long] {
+        for bad in [
+            enc(b"nocolon"),
+            enc(b":secret"),
+            enc(b"user:"),
+            b"!!!notbase64".to_vec(),
+            enc(b"us\xffer:p"),
+            enc(b"u:p\n"),
+            Vec::new(),
+            long,
+        ] {
             assert!(parse(&bad).is_none(), "{:?}", String::from_utf8_lossy(&bad));
         }
     }

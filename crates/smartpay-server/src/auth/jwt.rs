@@ -122,7 +122,11 @@ fn decode_segment(seg: &str) -> Result<Vec<u8>, TokenError> {
 
 /// Verifies the signature of an ES256 compact JWS whose header has exactly the members
 /// `alg: ES256`, `kid` and `typ: expected_typ` (`typ` optional when `expected_typ` is None).
-pub fn verify_es256(token: &str, expected_typ: Option<&str>, key_for: impl Fn(&str) -> Option<VerifyingKey>) -> Result<Verified, TokenError> {
+pub fn verify_es256(
+    token: &str,
+    expected_typ: Option<&str>,
+    key_for: impl Fn(&str) -> Option<VerifyingKey>,
+) -> Result<Verified, TokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::Malformed);
     }
@@ -179,10 +183,9 @@ pub fn check_times(claims: &Value, now: i64, leeway: i64, max_lifetime: Option<i
     if now > exp.saturating_add(leeway) {
         return Err(TokenError::Expired);
     }
-    if let Some(Value::Number(_)) = claims.get("nbf") {
-        if int_claim(claims, "nbf")? > now.saturating_add(leeway) {
-            return Err(TokenError::NotYetValid);
-        }
+    // A present `nbf` must be a NumericDate in the past (within leeway).
+    if claims.get("nbf").is_some() && int_claim(claims, "nbf")? > now.saturating_add(leeway) {
+        return Err(TokenError::NotYetValid);
     }
     if let Some(max) = max_lifetime {
         let iat = int_claim(claims, "iat")?;
@@ -197,7 +200,13 @@ pub fn check_times(claims: &Value, now: i64, leeway: i64, max_lifetime: Option<i
 }
 
 /// The claims of a new access token, as JSON text.
-pub fn access_claims(issuer: &str, client_id: &str, merchant_key: &str, now: i64, ttl: i64) -> Result<String, SecretError> {
+pub fn access_claims(
+    issuer: &str,
+    client_id: &str,
+    merchant_key: &str,
+    now: i64,
+    ttl: i64,
+) -> Result<String, SecretError> {
     let jti = URL_SAFE_NO_PAD.encode(random_array::<16>()?);
     Ok(serde_json::json!({
         "iss": issuer, "aud": AUDIENCE, "sub": client_id, "client_id": client_id,

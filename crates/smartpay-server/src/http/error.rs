@@ -31,16 +31,20 @@ impl IntoResponse for ApiError {
             ApiError::Invalid { problems, ignored } => (StatusCode::BAD_REQUEST, problems, ignored),
             ApiError::MalformedJson(e) => (
                 StatusCode::BAD_REQUEST,
-                vec![Problem::new("malformed_json")
-                    .with("line", Fact::Int(e.line as i64))
-                    .with("column", Fact::Int(e.column as i64))
-                    .with("detail", Fact::Text(e.kind.to_string()))
-                    .with("detailDe", Fact::Text(i18n::syntax_de(&e.kind)))],
+                vec![
+                    Problem::new("malformed_json")
+                        .with("line", Fact::Int(e.line as i64))
+                        .with("column", Fact::Int(e.column as i64))
+                        .with("detail", Fact::Text(e.kind.to_string()))
+                        .with("detailDe", Fact::Text(i18n::syntax_de(&e.kind))),
+                ],
                 vec![],
             ),
-            ApiError::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, vec![Problem::new("unsupported_media_type").at("Content-Type")], vec![])
-            }
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                vec![Problem::new("unsupported_media_type").at("Content-Type")],
+                vec![],
+            ),
             ApiError::PayloadTooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 vec![Problem::new("payload_too_large").with("maxBytes", Fact::Int(limit as i64))],
@@ -62,7 +66,9 @@ impl IntoResponse for ApiError {
                 (StatusCode::FORBIDDEN, vec![Problem::new("merchant_key_mismatch").at("merchantKey")], ignored)
             }
             ApiError::NotFound => (StatusCode::NOT_FOUND, vec![Problem::new("not_found")], vec![]),
-            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, vec![Problem::new("method_not_allowed")], vec![]),
+            ApiError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, vec![Problem::new("method_not_allowed")], vec![])
+            }
             ApiError::IdempotencyConflict { property } => {
                 (StatusCode::CONFLICT, vec![Problem::new("idempotency_conflict").at(property)], vec![])
             }
@@ -106,8 +112,12 @@ pub fn render(spec: &ErrorSpec, trace_id: &str, lang: Lang) -> Vec<u8> {
         .problems
         .iter()
         .map(|p| {
-            let context: serde_json::Map<String, serde_json::Value> =
-                p.context.iter().filter(|(k, _)| *k != "detailDe").map(|(k, f)| ((*k).to_owned(), fact_json(f))).collect();
+            let context: serde_json::Map<String, serde_json::Value> = p
+                .context
+                .iter()
+                .filter(|(k, _)| *k != "detailDe")
+                .map(|(k, f)| ((*k).to_owned(), fact_json(f)))
+                .collect();
             smartpay_api_types::ErrorItem {
                 code: p.code.to_owned(),
                 message: i18n::message(p, lang),
@@ -116,6 +126,10 @@ pub fn render(spec: &ErrorSpec, trace_id: &str, lang: Lang) -> Vec<u8> {
             }
         })
         .collect();
-    let body = smartpay_api_types::ErrorBody { trace_id: trace_id.to_owned(), errors, ignored_properties: spec.ignored.clone() };
+    let body = smartpay_api_types::ErrorBody {
+        trace_id: trace_id.to_owned(),
+        errors,
+        ignored_properties: spec.ignored.clone(),
+    };
     serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"errors\":[{\"code\":\"internal_error\"}]}".to_vec())
 }

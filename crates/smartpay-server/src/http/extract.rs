@@ -49,9 +49,15 @@ fn hex(b: &[u8]) -> String {
 fn parse_traceparent(v: &str) -> Option<String> {
     let mut it = v.trim().split('-');
     let (version, trace, parent, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
-    let hexish = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    (version == "00" && hexish(trace, 32) && hexish(parent, 16) && hexish(flags, 2) && trace != "0".repeat(32) && it.next().is_none())
-        .then(|| trace.to_owned())
+    let hexish =
+        |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    (version == "00"
+        && hexish(trace, 32)
+        && hexish(parent, 16)
+        && hexish(flags, 2)
+        && trace != "0".repeat(32)
+        && it.next().is_none())
+    .then(|| trace.to_owned())
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestCtx {
@@ -114,11 +120,13 @@ impl FromRequest<Arc<AppState>> for JsonBody {
             return Err(ApiError::UnsupportedMediaType);
         }
         let limit = state.config.max_body_bytes;
-        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let declared =
+            req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(ApiError::PayloadTooLarge { limit });
         }
-        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;
+        let bytes =
+            axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;
         json::parse(&bytes).map(JsonBody).map_err(ApiError::MalformedJson)
     }
 }

@@ -27,7 +27,11 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 fn check_access_token(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(v) = headers.get("x-access-token") else { return Ok(()) };
     let bad = |rule: &str| {
-        ApiError::invalid(Problem::new("invalid_header").at("X-Access-Token").with("rule", smartpay_domain::violation::Fact::Text(rule.into())))
+        ApiError::invalid(
+            Problem::new("invalid_header")
+                .at("X-Access-Token")
+                .with("rule", smartpay_domain::violation::Fact::Text(rule.into())),
+        )
     };
     let s = v.to_str().map_err(|_| bad("a JWT of at most 512 characters"))?;
     if s.len() > 512 {
@@ -39,7 +43,9 @@ fn check_access_token(headers: &HeaderMap) -> Result<(), ApiError> {
         return Err(bad("a JWT (three base64url segments)"));
     }
     use base64::Engine;
-    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[0]).map_err(|_| bad("a JWT (three base64url segments)"))?;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(parts[0])
+        .map_err(|_| bad("a JWT (three base64url segments)"))?;
     if !matches!(smartpay_domain::json::parse(&header), Ok(smartpay_domain::json::Value::Object(_))) {
         return Err(bad("a JWT whose header is a JSON object"));
     }
@@ -70,7 +76,12 @@ fn check_access_token(headers: &HeaderMap) -> Result<(), ApiError> {
     ),
     security(("basic" = []), ("bearer" = []))
 )]
-pub async fn create_checkout(State(state): State<Arc<AppState>>, Caller(who): Caller, headers: HeaderMap, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+pub async fn create_checkout(
+    State(state): State<Arc<AppState>>,
+    Caller(who): Caller,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     let idempotency_key = match headers.get("idempotency-key") {
         Some(v) => Some(checkout::check_idempotency_key(v.as_bytes())?),
         None => None,
@@ -97,18 +108,27 @@ pub async fn create_checkout(State(state): State<Arc<AppState>>, Caller(who): Ca
     ),
     security(("basic" = []), ("bearer" = []))
 )]
-pub async fn payment_status(State(state): State<Arc<AppState>>, Caller(who): Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn payment_status(
+    State(state): State<Arc<AppState>>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let status = checkout::status(&state, &who, &id).await?;
     let body = serde_json::to_vec(&status).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(json_response(StatusCode::OK, body))
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str, basic_challenge: bool) -> Response {
-    let body = serde_json::to_vec(&api::OAuthErrorResponse { error: error.into(), error_description: Some(description.into()) }).unwrap_or_default();
+    let body = serde_json::to_vec(&api::OAuthErrorResponse {
+        error: error.into(),
+        error_description: Some(description.into()),
+    })
+    .unwrap_or_default();
     let mut resp = json_response(status, body);
     resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     if basic_challenge {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"SmartPay\", charset=\"UTF-8\""));
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"SmartPay\", charset=\"UTF-8\""));
     }
     resp
 }
@@ -152,7 +172,12 @@ pub async fn oauth_token(State(state): State<Arc<AppState>>, headers: HeaderMap,
         .and_then(|v| v.split(';').next())
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
     if !form_type {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the body must be application/x-www-form-urlencoded", false);
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+            false,
+        );
     }
     let Ok(text) = std::str::from_utf8(&body) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the body is not UTF-8", false);
@@ -172,21 +197,45 @@ pub async fn oauth_token(State(state): State<Arc<AppState>>, headers: HeaderMap,
     match param("grant_type") {
         None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required", false),
         Some("client_credentials") => {}
-        Some(_) => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only client_credentials is supported", false),
+        Some(_) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only client_credentials is supported",
+                false,
+            );
+        }
     }
     if param("scope").is_some_and(|s| !s.trim().is_empty()) {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "no scopes are defined; omit scope", false);
     }
-    let basic = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()).filter(|v| v.len() > 6 && v[..6].eq_ignore_ascii_case(b"basic "));
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
+        .filter(|v| v.len() > 6 && v[..6].eq_ignore_ascii_case(b"basic "));
     let (client_id, secret, via_basic) = match (basic, param("client_id"), param("client_secret")) {
         (Some(_), _, Some(_)) => {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "use one client authentication method, not two", false);
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "use one client authentication method, not two",
+                false,
+            );
         }
         (Some(h), _, None) => {
             // RFC 6749 §2.3.1: id and secret are form-encoded before Basic encoding.
-            match crate::auth::basic::parse(&h[6..]).and_then(|(u, p)| Some((form_decode(&u)?, zeroize::Zeroizing::new(form_decode(&p)?)))) {
+            match crate::auth::basic::parse(&h[6..])
+                .and_then(|(u, p)| Some((form_decode(&u)?, zeroize::Zeroizing::new(form_decode(&p)?))))
+            {
                 Some((u, p)) => (u, p, true),
-                None => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed", true),
+                None => {
+                    return oauth_error(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_client",
+                        "client authentication failed",
+                        true,
+                    );
+                }
             }
         }
         (None, Some(id), Some(secret)) => (id.to_owned(), zeroize::Zeroizing::new(secret.to_owned()), false),

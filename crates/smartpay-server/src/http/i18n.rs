@@ -60,21 +60,35 @@ pub fn message(p: &Problem, lang: Lang) -> String {
         "invalid_type" => format!("Wrong type: expected {}, got {}.", f("expected"), f("actual")),
         "value_too_long" if de => format!("Wert ist zu lang. Höchstens {} Zeichen sind erlaubt.", f("maxLength")),
         "value_too_long" => format!("Value is too long. At most {} characters are allowed.", f("maxLength")),
-        "value_too_short" if de => format!("Wert ist zu kurz. Mindestens {} Zeichen sind erforderlich.", f("minLength")),
+        "value_too_short" if de => {
+            format!("Wert ist zu kurz. Mindestens {} Zeichen sind erforderlich.", f("minLength"))
+        }
         "value_too_short" => format!("Value is too short. At least {} characters are required.", f("minLength")),
         "invalid_format" if de => format!("Ungültiges Format, erwartet: {}.", f("format")),
         "invalid_format" => format!("Invalid format, expected: {}.", f("format")),
         "invalid_value" if de => format!("Ungültiger Wert. Erlaubt sind: {}.", f("allowedValues")),
         "invalid_value" => format!("Invalid value. Allowed values: {}.", f("allowedValues")),
-        "invalid_characters" if de && !f("allowed").is_empty() => format!("Ungültige Zeichen. Erlaubt sind: {}.", f("allowed")),
+        "invalid_characters" if de && !f("allowed").is_empty() => {
+            format!("Ungültige Zeichen. Erlaubt sind: {}.", f("allowed"))
+        }
         "invalid_characters" if !f("allowed").is_empty() => format!("Invalid characters. Allowed: {}.", f("allowed")),
         "invalid_characters" if de => "Steuerzeichen und Richtungsumschaltungen sind nicht erlaubt.".into(),
         "invalid_characters" => "Control characters and bidirectional overrides are not allowed.".into(),
-        "value_out_of_bounds" if de => format!("Wert außerhalb des Bereichs. Der Wert muss zwischen {} und {} liegen.", f("minimum"), f("maximum")),
-        "value_out_of_bounds" => format!("Value out of bounds. Value must be between {} and {}.", f("minimum"), f("maximum")),
-        "invalid_amount_precision" if de => format!("Zu viele Nachkommastellen: {} erlaubt höchstens {}.", f("currencyCode"), f("maxDecimals")),
-        "invalid_amount_precision" if !f("currencyCode").is_empty() => format!("Too many decimals: {} allows at most {}.", f("currencyCode"), f("maxDecimals")),
-        "invalid_amount_precision" if de => format!("Zu viele Nachkommastellen: höchstens {} erlaubt.", f("maxDecimals")),
+        "value_out_of_bounds" if de => {
+            format!("Wert außerhalb des Bereichs. Der Wert muss zwischen {} und {} liegen.", f("minimum"), f("maximum"))
+        }
+        "value_out_of_bounds" => {
+            format!("Value out of bounds. Value must be between {} and {}.", f("minimum"), f("maximum"))
+        }
+        "invalid_amount_precision" if de => {
+            format!("Zu viele Nachkommastellen: {} erlaubt höchstens {}.", f("currencyCode"), f("maxDecimals"))
+        }
+        "invalid_amount_precision" if !f("currencyCode").is_empty() => {
+            format!("Too many decimals: {} allows at most {}.", f("currencyCode"), f("maxDecimals"))
+        }
+        "invalid_amount_precision" if de => {
+            format!("Zu viele Nachkommastellen: höchstens {} erlaubt.", f("maxDecimals"))
+        }
         "invalid_amount_precision" => format!("Too many decimals: at most {} allowed.", f("maxDecimals")),
         "unsupported_currency" if de => "Unbekannte oder nicht unterstützte Währung (ISO 4217).".into(),
         "unsupported_currency" => "Unknown or unsupported currency (ISO 4217).".into(),
@@ -106,11 +120,15 @@ pub fn message(p: &Problem, lang: Lang) -> String {
         "method_not_allowed" => "This method is not allowed here.".into(),
         "idempotency_conflict" if de => "Dieser Schlüssel wurde bereits für eine andere Anfrage verwendet.".into(),
         "idempotency_conflict" => "This key was already used with a different request.".into(),
-        "request_in_progress" if de => "Eine Anfrage mit diesem Schlüssel wird gerade verarbeitet. Bitte später erneut versuchen.".into(),
+        "request_in_progress" if de => {
+            "Eine Anfrage mit diesem Schlüssel wird gerade verarbeitet. Bitte später erneut versuchen.".into()
+        }
         "request_in_progress" => "A request with this key is still being processed. Retry later.".into(),
         "invalid_header" if de => format!("Ungültiger Header: {}.", f("rule")),
         "invalid_header" => format!("Invalid header: {}.", f("rule")),
-        "service_unavailable" if de => "Der Dienst ist vorübergehend nicht verfügbar. Bitte später erneut versuchen.".into(),
+        "service_unavailable" if de => {
+            "Der Dienst ist vorübergehend nicht verfügbar. Bitte später erneut versuchen.".into()
+        }
         "service_unavailable" => "The service is temporarily unavailable. Retry later.".into(),
         "internal_error" if de => "Interner Fehler. Bitte die traceId an den Support geben.".into(),
         "internal_error" => "Internal error. Please give the traceId to support.".into(),

@@ -35,13 +35,20 @@ impl utoipa::Modify for Security {
         components.add_security_scheme(
             "basic",
             SecurityScheme::Http(
-                Http::builder().scheme(HttpAuthScheme::Basic).description(Some("merchantKey as user name, authentication key as password")).build(),
+                Http::builder()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some("merchantKey as user name, authentication key as password"))
+                    .build(),
             ),
         );
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
-                Http::builder().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").description(Some("Access token from POST /oauth2/token")).build(),
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("Access token from POST /oauth2/token"))
+                    .build(),
             ),
         );
     }
@@ -53,7 +60,8 @@ fn text_schema(min: usize, max: usize, text: Text) -> Value {
         Text::Any => json!({}),
         Text::Uuid => json!({"format": "uuid"}),
         Text::Charset(chars) => {
-            let escaped: String = chars.chars().map(|c| if c == '-' { "\\-".to_owned() } else { c.to_string() }).collect();
+            let escaped: String =
+                chars.chars().map(|c| if c == '-' { "\\-".to_owned() } else { c.to_string() }).collect();
             json!({"pattern": format!("^[A-Za-z0-9{escaped}]+$")})
         }
         Text::OneOf(values) => json!({"enum": values, "description": "Compared without regard to case."}),
@@ -76,9 +84,15 @@ fn text_schema(min: usize, max: usize, text: Text) -> Value {
 fn kind_schema(kind: &Kind) -> Value {
     match kind {
         Kind::Str { min, max, text } => text_schema(*min, *max, *text),
-        Kind::Amount { positive: true } => json!({"type": "number", "exclusiveMinimum": 0, "description": "Major units, at most the currency's decimals"}),
-        Kind::Amount { positive: false } => json!({"type": "number", "minimum": 0, "description": "Major units, at most the currency's decimals"}),
-        Kind::Decimal { scale, min, max } => json!({"type": "number", "minimum": min, "maximum": max, "multipleOf": 10f64.powi(-i32::from(*scale))}),
+        Kind::Amount { positive: true } => {
+            json!({"type": "number", "exclusiveMinimum": 0, "description": "Major units, at most the currency's decimals"})
+        }
+        Kind::Amount { positive: false } => {
+            json!({"type": "number", "minimum": 0, "description": "Major units, at most the currency's decimals"})
+        }
+        Kind::Decimal { scale, min, max } => {
+            json!({"type": "number", "minimum": min, "maximum": max, "multipleOf": 10f64.powi(-i32::from(*scale))})
+        }
         Kind::Int { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
         Kind::Bool => json!({"type": "boolean"}),
         Kind::Object(fields) => fields_schema(fields),
@@ -152,7 +166,16 @@ mod tests {
         let doc = document();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
         let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
-        for p in ["/payment/creation", "/payment/status/{transactionId}", "/oauth2/token", "/.well-known/jwks.json", "/health/live", "/health/ready", "/metrics", "/openapi.json"] {
+        for p in [
+            "/payment/creation",
+            "/payment/status/{transactionId}",
+            "/oauth2/token",
+            "/.well-known/jwks.json",
+            "/health/live",
+            "/health/ready",
+            "/metrics",
+            "/openapi.json",
+        ] {
             assert!(paths.contains(&p), "{p} missing from {paths:?}");
         }
         // L7: no documented path the router lacks (the router's table is in http.rs).
@@ -169,6 +192,9 @@ mod tests {
         assert_eq!(s["properties"]["billingAddress"]["properties"]["addressLine1"]["maxLength"], 60);
         assert_eq!(s["properties"]["partnerReference"]["pattern"], "^[A-Za-z0-9\\-_.:]+$");
         assert_eq!(s["required"], json!(["merchantKey", "payment", "billingAddress"]));
-        assert_eq!(document()["paths"]["/payment/creation"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/CreateCheckoutRequest");
+        assert_eq!(
+            document()["paths"]["/payment/creation"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/CreateCheckoutRequest"
+        );
     }
 }

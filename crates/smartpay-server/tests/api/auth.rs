@@ -85,7 +85,12 @@ async fn malformed_authorization_is_an_invalid_request() {
         assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"SmartPay\", error=\"invalid_request\"");
     }
     let token = app.token(&app.merchant).await;
-    let r = app.client.get(app.url(&format!("/payment/status/00000000-0000-4000-8000-000000000000?access_token={token}"))).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url(&format!("/payment/status/00000000-0000-4000-8000-000000000000?access_token={token}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400, "tokens in the query string are refused");
     let r = app
         .client
@@ -105,7 +110,8 @@ async fn a_bearer_token_from_the_token_endpoint_authenticates() {
     let created = app.create(&app.merchant).await;
     let r = app.status(&format!("Bearer {token}"), created["transactionId"].as_str().unwrap()).await;
     assert_eq!(r.status(), 200);
-    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    let header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
     assert_eq!(header["alg"], "ES256");
     assert_eq!(header["typ"], "at+jwt");
     let jwks: Value = app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
@@ -124,7 +130,12 @@ async fn forged_tokens_get_invalid_token() {
     let mut forged = vec![
         format!("{}.{}.", h(r#"{"alg":"none","typ":"at+jwt"}"#), parts[1]),
         format!("{}.{}.{}", h(&format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#, key.kid)), parts[1], parts[2]),
-        format!("{}.{}.{}", h(&format!(r#"{{"alg":"ES256","typ":"at+jwt","kid":"{}","jku":"http://127.0.0.1:1/jwks"}}"#, key.kid)), parts[1], parts[2]),
+        format!(
+            "{}.{}.{}",
+            h(&format!(r#"{{"alg":"ES256","typ":"at+jwt","kid":"{}","jku":"http://127.0.0.1:1/jwks"}}"#, key.kid)),
+            parts[1],
+            parts[2]
+        ),
         format!("{}.{}.{}", h(r#"{"alg":"ES256","typ":"at+jwt","kid":"../../dev/null"}"#), parts[1], parts[2]),
         format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(claims(&app, &app.other).to_string()), parts[2]),
         format!("{}.{}.", parts[0], parts[1]),
@@ -133,7 +144,12 @@ async fn forged_tokens_get_invalid_token() {
     ];
     let mut c = claims(&app, m);
     c["typ_note"] = json!("typ JWT");
-    forged.push(format!("{}.{}.{}", h(&format!(r#"{{"alg":"ES256","typ":"JWT","kid":"{}"}}"#, key.kid)), parts[1], parts[2]));
+    forged.push(format!(
+        "{}.{}.{}",
+        h(&format!(r#"{{"alg":"ES256","typ":"JWT","kid":"{}"}}"#, key.kid)),
+        parts[1],
+        parts[2]
+    ));
     for t in forged {
         let r = status_with(&app, &format!("Bearer {t}")).await;
         assert_eq!(r.status(), 401, "accepted {t:.80}");
@@ -162,12 +178,42 @@ async fn claims_and_clock_skew_are_checked() {
     }
     let refused = [
         ("expired beyond leeway", with(&|c| c["exp"] = json!(now() - (leeway + 5)))),
-        ("no exp", with(&|c| { c.as_object_mut().unwrap().remove("exp"); })),
-        ("no aud", with(&|c| { c.as_object_mut().unwrap().remove("aud"); })),
-        ("no iss", with(&|c| { c.as_object_mut().unwrap().remove("iss"); })),
-        ("no sub", with(&|c| { c.as_object_mut().unwrap().remove("sub"); })),
-        ("no client_id", with(&|c| { c.as_object_mut().unwrap().remove("client_id"); })),
-        ("no jti", with(&|c| { c.as_object_mut().unwrap().remove("jti"); })),
+        (
+            "no exp",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("exp");
+            }),
+        ),
+        (
+            "no aud",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("aud");
+            }),
+        ),
+        (
+            "no iss",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("iss");
+            }),
+        ),
+        (
+            "no sub",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("sub");
+            }),
+        ),
+        (
+            "no client_id",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("client_id");
+            }),
+        ),
+        (
+            "no jti",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("jti");
+            }),
+        ),
         ("wrong aud", with(&|c| c["aud"] = json!("other-api"))),
         ("wrong iss", with(&|c| c["iss"] = json!("https://evil.example"))),
         ("iat in the future", with(&|c| c["iat"] = json!(now() + leeway + 60))),
@@ -175,7 +221,13 @@ async fn claims_and_clock_skew_are_checked() {
         ("lifetime too long", with(&|c| c["exp"] = json!(now() + 3600 * 5))),
         ("another merchant", with(&|c| c["merchant_key"] = json!(app.other.merchant_key))),
         ("sub differs from client_id", with(&|c| c["sub"] = json!("someone"))),
-        ("unknown client", with(&|c| { c["sub"] = json!("nobody"); c["client_id"] = json!("nobody"); })),
+        (
+            "unknown client",
+            with(&|c| {
+                c["sub"] = json!("nobody");
+                c["client_id"] = json!("nobody");
+            }),
+        ),
     ];
     for (what, t) in refused {
         let r = status_with(&app, &t).await;
@@ -190,7 +242,11 @@ async fn the_token_endpoint_follows_rfc_6749() {
     let url = app.url("/oauth2/token");
     let form = |pairs: &[(&str, &str)]| app.client.post(&url).form(pairs);
 
-    let r = form(&[("grant_type", "client_credentials"), ("client_id", &m.client_id), ("client_secret", &m.client_secret)]).send().await.unwrap();
+    let r =
+        form(&[("grant_type", "client_credentials"), ("client_id", &m.client_id), ("client_secret", &m.client_secret)])
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
     assert_eq!(r.headers()["pragma"], "no-cache");
@@ -200,19 +256,50 @@ async fn the_token_endpoint_follows_rfc_6749() {
     assert!(v.get("refresh_token").is_none());
 
     // Client authentication by Basic header instead of the body.
-    let r = app.client.post(&url).basic_auth(&m.client_id, Some(&m.client_secret)).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+    let r = app
+        .client
+        .post(&url)
+        .basic_auth(&m.client_id, Some(&m.client_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
         (form(&[("client_id", &m.client_id), ("client_secret", &m.client_secret)]), 400, "invalid_request"),
-        (form(&[("grant_type", "password"), ("client_id", &m.client_id), ("client_secret", &m.client_secret)]), 400, "unsupported_grant_type"),
-        (form(&[("grant_type", "client_credentials"), ("client_id", &m.client_id), ("client_secret", "wrong")]), 401, "invalid_client"),
-        (form(&[("grant_type", "client_credentials"), ("client_id", "nobody"), ("client_secret", &m.client_secret)]), 401, "invalid_client"),
+        (
+            form(&[("grant_type", "password"), ("client_id", &m.client_id), ("client_secret", &m.client_secret)]),
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            form(&[("grant_type", "client_credentials"), ("client_id", &m.client_id), ("client_secret", "wrong")]),
+            401,
+            "invalid_client",
+        ),
+        (
+            form(&[("grant_type", "client_credentials"), ("client_id", "nobody"), ("client_secret", &m.client_secret)]),
+            401,
+            "invalid_client",
+        ),
         (form(&[("grant_type", "client_credentials")]), 401, "invalid_client"),
-        (form(&[("grant_type", "client_credentials"), ("client_id", &m.client_id), ("client_secret", &m.client_secret), ("scope", "admin")]), 400, "invalid_scope"),
+        (
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", &m.client_id),
+                ("client_secret", &m.client_secret),
+                ("scope", "admin"),
+            ]),
+            400,
+            "invalid_scope",
+        ),
         (app.client.post(&url).json(&json!({"grant_type": "client_credentials"})), 400, "invalid_request"),
         (
-            app.client.post(&url).basic_auth(&m.client_id, Some(&m.client_secret)).form(&[("grant_type", "client_credentials"), ("client_secret", m.client_secret.as_str())]),
+            app.client
+                .post(&url)
+                .basic_auth(&m.client_id, Some(&m.client_secret))
+                .form(&[("grant_type", "client_credentials"), ("client_secret", m.client_secret.as_str())]),
             400,
             "invalid_request",
         ),
@@ -224,7 +311,14 @@ async fn the_token_endpoint_follows_rfc_6749() {
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"], error);
     }
-    let r = app.client.post(&url).basic_auth(&m.client_id, Some("wrong")).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+    let r = app
+        .client
+        .post(&url)
+        .basic_auth(&m.client_id, Some("wrong"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic "));
     let r = app.client.get(&url).send().await.unwrap();
@@ -285,7 +379,13 @@ async fn rotating_the_signing_key_keeps_issued_tokens_valid() {
     assert_eq!(after["keys"].as_array().unwrap().len(), before["keys"].as_array().unwrap().len() + 1);
     assert_eq!(status_with(&app, &old).await.status(), 404, "a token signed by the retired key still works");
     let new = app.token(&app.merchant).await;
-    let kid_of = |t: &str| -> Value { serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(t.trim_start_matches("Bearer ").split('.').next().unwrap()).unwrap()).unwrap()["kid"].clone() };
+    let kid_of = |t: &str| -> Value {
+        serde_json::from_slice::<Value>(
+            &URL_SAFE_NO_PAD.decode(t.trim_start_matches("Bearer ").split('.').next().unwrap()).unwrap(),
+        )
+        .unwrap()["kid"]
+            .clone()
+    };
     assert_ne!(kid_of(&new), kid_of(&old), "new tokens use the new key");
     assert_eq!(status_with(&app, &format!("Bearer {new}")).await.status(), 404);
 }
@@ -295,9 +395,12 @@ async fn the_x_access_token_header_must_be_a_short_jwt() {
     let app = spawn_app().await;
     let body = app.body(&app.merchant).to_string();
     let auth = app.basic(&app.merchant);
-    let jwt_like = format!("{}.{}.sig", URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256"}"#), URL_SAFE_NO_PAD.encode(r#"{"sub":"u1"}"#));
+    let jwt_like =
+        format!("{}.{}.sig", URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256"}"#), URL_SAFE_NO_PAD.encode(r#"{"sub":"u1"}"#));
     assert_eq!(app.create_raw(&auth, &body, &[("X-Access-Token", &jwt_like)]).await.status(), 200);
-    for bad in ["not-a-jwt".to_owned(), format!("{jwt_like}.extra"), format!("{}.{}.sig", "a".repeat(300), "b".repeat(300))] {
+    for bad in
+        ["not-a-jwt".to_owned(), format!("{jwt_like}.extra"), format!("{}.{}.sig", "a".repeat(300), "b".repeat(300))]
+    {
         let r = app.create_raw(&auth, &body, &[("X-Access-Token", &bad)]).await;
         assert_eq!(r.status(), 400, "{bad:.40}");
         let v: Value = r.json().await.unwrap();

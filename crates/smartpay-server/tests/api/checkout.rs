@@ -48,7 +48,12 @@ async fn a_merchant_creates_a_checkout_and_reads_its_status() {
 async fn amounts_keep_the_currencys_precision_exactly() {
     let app = spawn_app().await;
     let m = &app.merchant;
-    for (amount, currency, shown) in [("800.2", "EUR", "800.20"), ("1e2", "JPY", "100"), ("1.234", "KWD", "1.234"), ("9999999999999999.99", "EUR", "9999999999999999.99")] {
+    for (amount, currency, shown) in [
+        ("800.2", "EUR", "800.20"),
+        ("1e2", "JPY", "100"),
+        ("1.234", "KWD", "1.234"),
+        ("9999999999999999.99", "EUR", "9999999999999999.99"),
+    ] {
         let body = app.body(m).to_string().replace("10.99", amount).replace("\"EUR\"", &format!("\"{currency}\""));
         let r = app.create_raw(&app.basic(m), &body, &[]).await;
         assert_eq!(r.status(), 200, "{amount} {currency}");
@@ -123,7 +128,10 @@ async fn the_integration_guides_sample_is_answered_with_the_place_of_its_trailin
     assert_eq!(v["errors"][0]["context"]["line"], 12);
     assert_eq!(v["errors"][0]["context"]["column"], 1);
     assert_eq!(v["errors"][0]["message"], "Malformed JSON: trailing comma at line 12 column 1.");
-    let fixed = sample.replace("mail.com\",\n}", "mail.com\"\n}").replace("\"Anystreet\"\n", "\"Anystreet\", \"city\": \"Anycity\", \"postCode\": \"12345\", \"countryCode\": \"DE\"\n");
+    let fixed = sample.replace("mail.com\",\n}", "mail.com\"\n}").replace(
+        "\"Anystreet\"\n",
+        "\"Anystreet\", \"city\": \"Anycity\", \"postCode\": \"12345\", \"countryCode\": \"DE\"\n",
+    );
     assert_eq!(app.create_raw(&app.basic(m), &fixed, &[]).await.status(), 200);
 }
 
@@ -131,10 +139,19 @@ async fn the_integration_guides_sample_is_answered_with_the_place_of_its_trailin
 async fn bodies_must_be_small_json() {
     let app = spawn_app().await;
     let auth = app.basic(&app.merchant);
-    let r = app.client.post(app.url("/payment/creation")).header("Authorization", &auth).header("Content-Type", "text/plain").body("{}").send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/payment/creation"))
+        .header("Authorization", &auth)
+        .header("Content-Type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 415);
     assert_eq!(codes(&r.json().await.unwrap()), vec![("unsupported_media_type".into(), "Content-Type".into())]);
-    let r = app.client.post(app.url("/payment/creation")).header("Authorization", &auth).body("{}").send().await.unwrap();
+    let r =
+        app.client.post(app.url("/payment/creation")).header("Authorization", &auth).body("{}").send().await.unwrap();
     assert_eq!(r.status(), 415, "no Content-Type");
     let mut body = app.body(&app.merchant);
     body["padding"] = json!("x".repeat(70 * 1024));
@@ -146,7 +163,15 @@ async fn bodies_must_be_small_json() {
     assert_eq!(r.status(), 400);
     let r = app.create_raw(&auth, "{\"merchantKey\": \"a\", \"merchantKey\": \"b\"}", &[]).await;
     assert_eq!(r.status(), 400, "duplicate keys");
-    let r = app.client.post(app.url("/payment/creation")).header("Authorization", &auth).header("Content-Type", "application/json").body(b"{\"a\":\"\xff\"}".to_vec()).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/payment/creation"))
+        .header("Authorization", &auth)
+        .header("Content-Type", "application/json")
+        .body(b"{\"a\":\"\xff\"}".to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400, "invalid UTF-8");
 }
 
@@ -224,7 +249,8 @@ async fn checkouts_past_their_lifetime_become_expired() {
         let s: Value = app.status(&app.basic(&app.merchant), id).await.json().await.unwrap();
         status = s["paymentStatus"].as_str().unwrap().to_owned();
         if status == "EXPIRED" {
-            let history: Vec<&str> = s["statusHistory"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
+            let history: Vec<&str> =
+                s["statusHistory"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
             assert_eq!(history, ["CREATED", "EXPIRED"]);
             break;
         }

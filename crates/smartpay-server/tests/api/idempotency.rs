@@ -19,8 +19,12 @@ async fn the_same_key_and_body_replay_the_first_response_byte_for_byte() {
     assert_eq!(first.status(), 200);
     let first = first.bytes().await.unwrap();
     // Same meaning, different formatting and member order.
-    let reformatted = serde_json::to_string_pretty(&serde_json::from_str::<Value>(&body).unwrap()).unwrap().replace("10.99", "10.990");
-    let second = app.create_raw(&format!("Bearer {}", app.token(m).await), &reformatted, &[("Idempotency-Key", "order-1")]).await;
+    let reformatted = serde_json::to_string_pretty(&serde_json::from_str::<Value>(&body).unwrap())
+        .unwrap()
+        .replace("10.99", "10.990");
+    let second = app
+        .create_raw(&format!("Bearer {}", app.token(m).await), &reformatted, &[("Idempotency-Key", "order-1")])
+        .await;
     assert_eq!(second.status(), 200);
     assert_eq!(second.headers()["idempotent-replayed"], "true");
     assert_eq!(second.bytes().await.unwrap(), first);
@@ -99,8 +103,18 @@ async fn partner_reference_is_unique_per_merchant() {
 #[tokio::test]
 async fn another_merchants_key_is_an_independent_execution() {
     let app = spawn_app().await;
-    let a: Value = app.create_raw(&app.basic(&app.merchant), &app.body(&app.merchant).to_string(), &[("Idempotency-Key", "shared")]).await.json().await.unwrap();
-    let b: Value = app.create_raw(&app.basic(&app.other), &app.body(&app.other).to_string(), &[("Idempotency-Key", "shared")]).await.json().await.unwrap();
+    let a: Value = app
+        .create_raw(&app.basic(&app.merchant), &app.body(&app.merchant).to_string(), &[("Idempotency-Key", "shared")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let b: Value = app
+        .create_raw(&app.basic(&app.other), &app.body(&app.other).to_string(), &[("Idempotency-Key", "shared")])
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_ne!(a["transactionId"], b["transactionId"]);
     assert_ne!(a["checkoutToken"], b["checkoutToken"]);
 }
@@ -128,10 +142,20 @@ async fn an_expired_key_executes_again() {
     let m = &app.merchant;
     let state = app.state();
     let before = smartpay_domain::Millis::now();
-    let first: Value = app.create_raw(&app.basic(m), &app.body(m).to_string(), &[("Idempotency-Key", "old")]).await.json().await.unwrap();
+    let first: Value = app
+        .create_raw(&app.basic(m), &app.body(m).to_string(), &[("Idempotency-Key", "old")])
+        .await
+        .json()
+        .await
+        .unwrap();
     // The record outlives 24 h by design; prune as the worker would a day later.
     let removed = state.store.prune_idempotency(before.plus_seconds(86_400 + 5)).await.unwrap();
     assert_eq!(removed, 1);
-    let second: Value = app.create_raw(&app.basic(m), &app.body(m).to_string(), &[("Idempotency-Key", "old")]).await.json().await.unwrap();
+    let second: Value = app
+        .create_raw(&app.basic(m), &app.body(m).to_string(), &[("Idempotency-Key", "old")])
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_ne!(first["transactionId"], second["transactionId"]);
 }

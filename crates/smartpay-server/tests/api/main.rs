@@ -1,6 +1,9 @@
 //! API tests: a real server on a random loopback port, a fresh SQLite database per test, and a
 //! real HTTP client. Test names read as sentences.
 
+// Test helpers fail loudly: unwrap and panic are the point here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod auth;
 mod checkout;
 mod idempotency;
@@ -49,12 +52,14 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.data_dir = dir.path().to_path_buf();
-    config.auth_refresh_ms = 50;
-    config.sweep_interval_ms = 50;
-    config.bootstrap_sandbox_merchant = false;
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        auth_refresh_ms: 50,
+        sweep_interval_ms: 50,
+        bootstrap_sandbox_merchant: false,
+        ..Config::default()
+    };
     tweak(&mut config);
     let (store, secrets) = smartpay_server::open_store(&config).unwrap();
     let a = provision::create_merchant(store.as_ref(), &secrets, "Shop A").await.unwrap();
@@ -82,7 +87,10 @@ impl TestApp {
 
     pub fn basic(&self, c: &Creds) -> String {
         use base64::Engine;
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.merchant_key, c.auth_key)))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.merchant_key, c.auth_key))
+        )
     }
 
     /// A valid Create Checkout body for `c`.
@@ -96,7 +104,11 @@ impl TestApp {
     }
 
     pub async fn create_raw(&self, auth: &str, body: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-        let mut rb = self.client.post(self.url("/payment/creation")).header("Authorization", auth).header("Content-Type", "application/json");
+        let mut rb = self
+            .client
+            .post(self.url("/payment/creation"))
+            .header("Authorization", auth)
+            .header("Content-Type", "application/json");
         for (k, v) in headers {
             rb = rb.header(*k, *v);
         }
@@ -117,7 +129,11 @@ impl TestApp {
         let r = self
             .client
             .post(self.url("/oauth2/token"))
-            .form(&[("grant_type", "client_credentials"), ("client_id", c.client_id.as_str()), ("client_secret", c.client_secret.as_str())])
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", c.client_id.as_str()),
+                ("client_secret", c.client_secret.as_str()),
+            ])
             .send()
             .await
             .unwrap();

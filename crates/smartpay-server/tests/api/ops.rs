@@ -20,7 +20,10 @@ async fn metrics_count_requests_by_route_template_without_ids() {
     let id = created["transactionId"].as_str().unwrap();
     assert_eq!(app.status(&app.basic(&app.merchant), id).await.status(), 200);
     let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains("smartpay_http_requests_total{method=\"POST\",route=\"/payment/creation\",status=\"200\"} 1"), "{text}");
+    assert!(
+        text.contains("smartpay_http_requests_total{method=\"POST\",route=\"/payment/creation\",status=\"200\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("route=\"/payment/status/{transactionId}\",status=\"200\"} 1"));
     assert!(text.contains("smartpay_http_request_duration_seconds_bucket{route=\"/payment/creation\",le=\"+Inf\"} 1"));
     assert!(text.contains("smartpay_store_batch_size_count"));
@@ -76,7 +79,16 @@ async fn shutdown_lets_in_flight_requests_finish() {
     let inflight: Vec<_> = (0..20)
         .map(|_| {
             let (client, url, auth, body) = (client.clone(), url.clone(), auth.clone(), body.clone());
-            tokio::spawn(async move { client.post(url).header("Authorization", auth).header("Content-Type", "application/json").body(body).send().await.map(|r| r.status().as_u16()) })
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .header("Authorization", auth)
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
         })
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;

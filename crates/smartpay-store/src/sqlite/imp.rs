@@ -24,7 +24,8 @@ fn merchant_from(r: &Row<'_>) -> rusqlite::Result<Merchant> {
     })
 }
 
-const CREDENTIAL_COLUMNS: &str = "c.id, c.merchant_id, c.kind, c.client_id, c.secret_digest, c.label, c.created_at_ms, c.revoked_at_ms";
+const CREDENTIAL_COLUMNS: &str =
+    "c.id, c.merchant_id, c.kind, c.client_id, c.secret_digest, c.label, c.created_at_ms, c.revoked_at_ms";
 
 fn credential_from(r: &Row<'_>) -> rusqlite::Result<Credential> {
     let kind: String = r.get(2)?;
@@ -55,7 +56,9 @@ fn status_from(s: &str) -> Result<PaymentStatus, StoreError> {
     PaymentStatus::parse(s).ok_or_else(|| StoreError::Internal(format!("unknown status {s:?} in database")))
 }
 
-fn boxed<'a, T: Send + 'a>(f: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'a) -> StoreFuture<'a, T> {
+fn boxed<'a, T: Send + 'a>(
+    f: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'a,
+) -> StoreFuture<'a, T> {
     Box::pin(f)
 }
 
@@ -64,7 +67,14 @@ fn ready<'a, T: Send + 'a>(r: Result<T, StoreError>) -> StoreFuture<'a, T> {
 }
 
 /// Writes a status change and its history row; the status must come from `transition`.
-fn record_status(conn: &Connection, payment_id: &str, from: PaymentStatus, to: PaymentStatus, at: Millis, reason: Option<&str>) -> Result<bool, StoreError> {
+fn record_status(
+    conn: &Connection,
+    payment_id: &str,
+    from: PaymentStatus,
+    to: PaymentStatus,
+    at: Millis,
+    reason: Option<&str>,
+) -> Result<bool, StoreError> {
     let changed = conn
         .prepare_cached("UPDATE payments SET status = ?1, last_status_at_ms = ?2 WHERE id = ?3 AND status = ?4")
         .and_then(|mut s| s.execute(params![to.as_str(), at.0, payment_id, from.as_str()]))
@@ -81,17 +91,22 @@ fn record_status(conn: &Connection, payment_id: &str, from: PaymentStatus, to: P
     Ok(true)
 }
 
+/// An existing idempotency record: fingerprint, sealed response, payment id, expiry.
+type ExistingClaim = (Vec<u8>, Vec<u8>, String, Option<i64>);
+
 fn create_checkout_tx(conn: &Connection, c: &NewCheckout) -> Result<CreateOutcome, StoreError> {
     // An earlier claim on any of the keys decides the answer.
     for claim in &c.claims {
-        let found: Option<(Vec<u8>, Vec<u8>, String, Option<i64>)> = conn
+        let found: Option<ExistingClaim> = conn
             .prepare_cached(
                 "SELECT fingerprint, response_enc, payment_id, expires_at_ms FROM idempotency_keys
                  WHERE merchant_id = ?1 AND scope = ?2 AND key = ?3",
             )
             .and_then(|mut s| {
-                s.query_row(params![c.merchant_id, claim.scope.as_str(), claim.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                    .optional()
+                s.query_row(params![c.merchant_id, claim.scope.as_str(), claim.key], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()
             })
             .map_err(map_err)?;
         if let Some((fingerprint, response_enc, payment_id, expires)) = found {
@@ -134,9 +149,11 @@ fn create_checkout_tx(conn: &Connection, c: &NewCheckout) -> Result<CreateOutcom
         ])
     })
     .map_err(map_err)?;
-    conn.prepare_cached("INSERT INTO payment_status_history (payment_id, seq, status, at_ms) VALUES (?1, 1, 'CREATED', ?2)")
-        .and_then(|mut s| s.execute(params![c.id, c.created_at.0]))
-        .map_err(map_err)?;
+    conn.prepare_cached(
+        "INSERT INTO payment_status_history (payment_id, seq, status, at_ms) VALUES (?1, 1, 'CREATED', ?2)",
+    )
+    .and_then(|mut s| s.execute(params![c.id, c.created_at.0]))
+    .map_err(map_err)?;
     for claim in &c.claims {
         conn.prepare_cached(
             "INSERT INTO idempotency_keys (merchant_id, scope, key, route, fingerprint, payment_id, response_enc, created_at_ms, expires_at_ms)
@@ -250,7 +267,13 @@ impl Store for SqliteStore {
         boxed(self.write(move |c| {
             c.execute(
                 "INSERT INTO merchants (id, name, status, capture_mode, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![m.id, m.name, if m.status == MerchantStatus::Active { "ACTIVE" } else { "DISABLED" }, m.capture_mode, m.created_at.0],
+                params![
+                    m.id,
+                    m.name,
+                    if m.status == MerchantStatus::Active { "ACTIVE" } else { "DISABLED" },
+                    m.capture_mode,
+                    m.created_at.0
+                ],
             )
             .map_err(map_err)?;
             bump_epoch(c)
@@ -259,15 +282,23 @@ impl Store for SqliteStore {
 
     fn merchant(&self, id: &str) -> StoreFuture<'_, Option<Merchant>> {
         ready(self.read(|c| {
-            c.query_row("SELECT id, name, status, capture_mode, created_at_ms FROM merchants WHERE id = ?1", [id], merchant_from)
-                .optional()
-                .map_err(map_err)
+            c.query_row(
+                "SELECT id, name, status, capture_mode, created_at_ms FROM merchants WHERE id = ?1",
+                [id],
+                merchant_from,
+            )
+            .optional()
+            .map_err(map_err)
         }))
     }
 
     fn merchants(&self) -> StoreFuture<'_, Vec<Merchant>> {
         ready(self.read(|c| {
-            let mut s = c.prepare("SELECT id, name, status, capture_mode, created_at_ms FROM merchants ORDER BY created_at_ms, id").map_err(map_err)?;
+            let mut s = c
+                .prepare(
+                    "SELECT id, name, status, capture_mode, created_at_ms FROM merchants ORDER BY created_at_ms, id",
+                )
+                .map_err(map_err)?;
             let rows = s.query_map([], merchant_from).map_err(map_err)?;
             rows.collect::<Result<_, _>>().map_err(map_err)
         }))
@@ -304,7 +335,10 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         boxed(self.write(move |c| {
             let n = c
-                .execute("UPDATE api_credentials SET revoked_at_ms = ?1 WHERE id = ?2 AND revoked_at_ms IS NULL", params![at.0, id])
+                .execute(
+                    "UPDATE api_credentials SET revoked_at_ms = ?1 WHERE id = ?2 AND revoked_at_ms IS NULL",
+                    params![at.0, id],
+                )
                 .map_err(map_err)?;
             if n == 0 {
                 return Err(StoreError::NotFound);
@@ -348,7 +382,9 @@ impl Store for SqliteStore {
     }
 
     fn auth_epoch(&self) -> StoreFuture<'_, i64> {
-        ready(self.read(|c| c.query_row("SELECT epoch FROM auth_epoch WHERE id = 1", [], |r| r.get(0)).map_err(map_err)))
+        ready(
+            self.read(|c| c.query_row("SELECT epoch FROM auth_epoch WHERE id = 1", [], |r| r.get(0)).map_err(map_err)),
+        )
     }
 
     fn rotate_signing_key(&self, k: SigningKey) -> StoreFuture<'_, ()> {
@@ -375,7 +411,9 @@ impl Store for SqliteStore {
 
     fn delete_retired_signing_keys(&self, before: Millis) -> StoreFuture<'_, u64> {
         boxed(self.write(move |c| {
-            let n = c.execute("DELETE FROM signing_keys WHERE retired_at_ms IS NOT NULL AND retired_at_ms < ?1", [before.0]).map_err(map_err)?;
+            let n = c
+                .execute("DELETE FROM signing_keys WHERE retired_at_ms IS NOT NULL AND retired_at_ms < ?1", [before.0])
+                .map_err(map_err)?;
             if n > 0 {
                 bump_epoch(c)?;
             }
@@ -398,7 +436,10 @@ impl Store for SqliteStore {
     fn prune_idempotency(&self, now: Millis) -> StoreFuture<'_, u64> {
         boxed(self.write(move |c| {
             let n = c
-                .execute("DELETE FROM idempotency_keys WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ?1", [now.0])
+                .execute(
+                    "DELETE FROM idempotency_keys WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ?1",
+                    [now.0],
+                )
                 .map_err(map_err)?;
             Ok(n as u64)
         }))

@@ -30,10 +30,13 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
         }
         tx.commit().map_err(map_err)?;
     }
-    let latest: i64 = conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0)).map_err(map_err)?;
+    let latest: i64 =
+        conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0)).map_err(map_err)?;
     let known = MIGRATIONS.last().map_or(0, |m| m.0);
     if latest > known {
-        return Err(StoreError::Internal(format!("database schema version {latest} is newer than this binary's {known}")));
+        return Err(StoreError::Internal(format!(
+            "database schema version {latest} is newer than this binary's {known}"
+        )));
     }
     Ok(())
 }

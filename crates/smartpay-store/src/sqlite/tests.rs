@@ -11,7 +11,13 @@ fn open(dir: &tempfile::TempDir) -> SqliteStore {
 
 async fn merchant(store: &SqliteStore, id: &str) {
     store
-        .create_merchant(Merchant { id: id.into(), name: "Shop".into(), status: MerchantStatus::Active, capture_mode: "auto".into(), created_at: Millis(1) })
+        .create_merchant(Merchant {
+            id: id.into(),
+            name: "Shop".into(),
+            status: MerchantStatus::Active,
+            capture_mode: "auto".into(),
+            created_at: Millis(1),
+        })
         .await
         .unwrap();
 }
@@ -68,7 +74,10 @@ async fn an_idempotency_key_replays_the_same_request_and_refuses_a_different_one
     let store = open(&dir);
     merchant(&store, "m1").await;
     merchant(&store, "m2").await;
-    assert_eq!(store.create_checkout(checkout("p1", "m1", vec![claim("k", b"f1")])).await.unwrap(), CreateOutcome::Created);
+    assert_eq!(
+        store.create_checkout(checkout("p1", "m1", vec![claim("k", b"f1")])).await.unwrap(),
+        CreateOutcome::Created
+    );
     assert_eq!(
         store.create_checkout(checkout("p2", "m1", vec![claim("k", b"f1")])).await.unwrap(),
         CreateOutcome::Replay { response_enc: b"response-k".to_vec(), payment_id: "p1".into() }
@@ -79,7 +88,10 @@ async fn an_idempotency_key_replays_the_same_request_and_refuses_a_different_one
     );
     assert!(store.payment("m1", "p2").await.unwrap().is_none(), "a replay stores nothing");
     // Another merchant's use of the same key is its own.
-    assert_eq!(store.create_checkout(checkout("p4", "m2", vec![claim("k", b"f1")])).await.unwrap(), CreateOutcome::Created);
+    assert_eq!(
+        store.create_checkout(checkout("p4", "m2", vec![claim("k", b"f1")])).await.unwrap(),
+        CreateOutcome::Created
+    );
 }
 
 #[tokio::test]
@@ -119,7 +131,10 @@ async fn a_failing_write_does_not_undo_the_others_in_its_batch() {
     }
     assert_eq!((ok, conflicts), (180, 20));
     let stats = store.stats();
-    assert!(stats.batches.load(Ordering::Relaxed) < stats.jobs.load(Ordering::Relaxed), "writes were grouped into batches");
+    assert!(
+        stats.batches.load(Ordering::Relaxed) < stats.jobs.load(Ordering::Relaxed),
+        "writes were grouped into batches"
+    );
 }
 
 #[tokio::test]
@@ -129,11 +144,17 @@ async fn due_checkouts_expire_once_with_a_history_row() {
     merchant(&store, "m1").await;
     store.create_checkout(checkout("p1", "m1", vec![])).await.unwrap();
     assert!(store.expire_due(Millis(60_999), 100).await.unwrap().is_empty());
-    assert_eq!(store.expire_due(Millis(61_000), 100).await.unwrap(), vec![Expired { payment_id: "p1".into(), merchant_id: "m1".into() }]);
+    assert_eq!(
+        store.expire_due(Millis(61_000), 100).await.unwrap(),
+        vec![Expired { payment_id: "p1".into(), merchant_id: "m1".into() }]
+    );
     assert!(store.expire_due(Millis(99_000), 100).await.unwrap().is_empty());
     let p = store.payment("m1", "p1").await.unwrap().unwrap();
     assert_eq!(p.status, PaymentStatus::Expired);
-    assert_eq!(p.history.iter().map(|h| h.status).collect::<Vec<_>>(), [PaymentStatus::Created, PaymentStatus::Expired]);
+    assert_eq!(
+        p.history.iter().map(|h| h.status).collect::<Vec<_>>(),
+        [PaymentStatus::Created, PaymentStatus::Expired]
+    );
 }
 
 #[tokio::test]
@@ -178,6 +199,7 @@ async fn the_database_refuses_statuses_outside_the_model() {
     let store = open(&dir);
     merchant(&store, "m1").await;
     store.create_checkout(checkout("p1", "m1", vec![])).await.unwrap();
-    let r = store.write(|c| c.execute("UPDATE payments SET status = 'PAID' WHERE id = 'p1'", []).map_err(map_err)).await;
+    let r =
+        store.write(|c| c.execute("UPDATE payments SET status = 'PAID' WHERE id = 'p1'", []).map_err(map_err)).await;
     assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
 }

@@ -45,9 +45,17 @@ fn secrets_and_tokens_never_reach_logs_or_the_database() {
     assert_eq!(status, 200);
     let token = serde_json::from_str::<Value>(&text).unwrap()["access_token"].as_str().unwrap().to_owned();
     canaries.push(("access token".into(), token.clone()));
-    let (status, _) = raw_form(b, "grant_type=client_credentials", Some(&STANDARD.encode(format!("{}:{}", m.client_id, m.client_secret))));
+    let (status, _) = raw_form(
+        b,
+        "grant_type=client_credentials",
+        Some(&STANDARD.encode(format!("{}:{}", m.client_id, m.client_secret))),
+    );
     assert_eq!(status, 200);
-    let (status, _) = raw_form(b, &format!("grant_type=client_credentials&client_id={}&client_secret={wrong_secret}", m.client_id), None);
+    let (status, _) = raw_form(
+        b,
+        &format!("grant_type=client_credentials&client_id={}&client_secret={wrong_secret}", m.client_id),
+        None,
+    );
     assert_eq!(status, 401);
 
     // Checkouts with Basic and Bearer, an idempotent replay, and failures.
@@ -63,12 +71,28 @@ fn secrets_and_tokens_never_reach_logs_or_the_database() {
         assert_eq!(status, 200);
         let v: Value = serde_json::from_str(&text).unwrap();
         canaries.push(("checkoutToken".into(), v["checkoutToken"].as_str().unwrap().to_owned()));
-        let (status, _) = http(b, "GET", &format!("/payment/status/{}", v["transactionId"].as_str().unwrap()), &[("Authorization", &bearer)], None);
+        let (status, _) = http(
+            b,
+            "GET",
+            &format!("/payment/status/{}", v["transactionId"].as_str().unwrap()),
+            &[("Authorization", &bearer)],
+            None,
+        );
         assert_eq!(status, 200);
     }
     let wrong_basic = format!("Basic {}", STANDARD.encode(format!("{}:{wrong_secret}", m.key)));
     assert_eq!(http(b, "POST", "/payment/creation", &[("Authorization", &wrong_basic)], Some(&body)).0, 401);
-    assert_eq!(http(b, "GET", "/payment/status/00000000-0000-4000-8000-000000000000", &[("Authorization", &format!("Bearer {fake_token}"))], None).0, 401);
+    assert_eq!(
+        http(
+            b,
+            "GET",
+            "/payment/status/00000000-0000-4000-8000-000000000000",
+            &[("Authorization", &format!("Bearer {fake_token}"))],
+            None
+        )
+        .0,
+        401
+    );
     let broken = body.replace("10.99", "10.999");
     assert_eq!(http(b, "POST", "/payment/creation", &[("Authorization", &bearer)], Some(&broken)).0, 400);
     assert!(server.terminate().success());

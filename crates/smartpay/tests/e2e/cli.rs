@@ -16,7 +16,11 @@ fn operators_manage_merchants_credentials_and_keys_from_the_cli() {
     assert_eq!(list[0]["status"], "ACTIVE");
     assert!(!cli(d, &["merchant", "list"]).contains(&m.auth_key), "listing never shows secrets");
 
-    let extra: Value = serde_json::from_str(&cli(d, &["credential", "add", "--merchant", &m.key, "--kind", "basic", "--label", "ci", "--json"])).unwrap();
+    let extra: Value = serde_json::from_str(&cli(
+        d,
+        &["credential", "add", "--merchant", &m.key, "--kind", "basic", "--label", "ci", "--json"],
+    ))
+    .unwrap();
     let creds: Value = serde_json::from_str(&cli(d, &["credential", "list", "--merchant", &m.key, "--json"])).unwrap();
     assert_eq!(creds.as_array().unwrap().len(), 3);
     assert!(!creds.to_string().contains(&m.auth_key));
@@ -27,8 +31,23 @@ fn operators_manage_merchants_credentials_and_keys_from_the_cli() {
     assert_eq!(kid_after.lines().count(), kid_before.lines().count() + 1);
 
     let server = Server::start(d, free_port(), &[]);
-    let status = |auth: &str| http(&server.base, "GET", "/payment/status/00000000-0000-4000-8000-000000000000", &[("Authorization", auth)], None).0;
-    let extra_merchant = Merchant { key: m.key.clone(), auth_key: extra["authenticationKey"].as_str().unwrap().to_owned(), client_id: String::new(), client_secret: String::new(), basic_id: String::new() };
+    let status = |auth: &str| {
+        http(
+            &server.base,
+            "GET",
+            "/payment/status/00000000-0000-4000-8000-000000000000",
+            &[("Authorization", auth)],
+            None,
+        )
+        .0
+    };
+    let extra_merchant = Merchant {
+        key: m.key.clone(),
+        auth_key: extra["authenticationKey"].as_str().unwrap().to_owned(),
+        client_id: String::new(),
+        client_secret: String::new(),
+        basic_id: String::new(),
+    };
     assert_eq!(status(&basic(&m)), 404);
     assert_eq!(status(&basic(&extra_merchant)), 404);
 

@@ -32,7 +32,8 @@ fn acknowledged_checkouts_survive_kill_9() {
         let before: Vec<String> = acked.lock().unwrap()[verified..].to_vec();
         verified += before.len();
         for id in &before {
-            let (status, _) = http(&server.base, "GET", &format!("/payment/status/{id}"), &[("Authorization", &basic(&m))], None);
+            let (status, _) =
+                http(&server.base, "GET", &format!("/payment/status/{id}"), &[("Authorization", &basic(&m))], None);
             assert_eq!(status, 200, "cycle {cycle}: acknowledged {id} is missing after kill -9");
         }
 
@@ -90,5 +91,8 @@ fn acknowledged_checkouts_survive_kill_9() {
         .query_row("SELECT COUNT(*) FROM payments p WHERE NOT EXISTS (SELECT 1 FROM payment_status_history h WHERE h.payment_id = p.id)", [], |r| r.get(0))
         .unwrap();
     assert_eq!(without_history, 0, "every payment has its history row");
-    eprintln!("crash test: {} acknowledged checkouts over {CYCLES} kill -9 cycles; restart to ready (ms): {restart_ms:?}", acked.len());
+    eprintln!(
+        "crash test: {} acknowledged checkouts over {CYCLES} kill -9 cycles; restart to ready (ms): {restart_ms:?}",
+        acked.len()
+    );
 }

@@ -1,6 +1,9 @@
 //! End-to-end tests of the `smartpay` binary as an operator runs it: CLI commands, a real
 //! server process, `kill -9` crash durability, and the canary scan for leaked secrets.
 
+// Test helpers fail loudly: unwrap and panic are the point here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod canary;
 mod cli;
 mod crash;
@@ -17,7 +20,8 @@ pub fn bin() -> &'static str {
 
 /// Runs a CLI command against `data_dir` and returns its stdout; panics on failure.
 pub fn cli(data_dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin()).arg("--data-dir").arg(data_dir).args(args).env_remove("SMARTPAY_CONFIG").output().unwrap();
+    let out =
+        Command::new(bin()).arg("--data-dir").arg(data_dir).args(args).env_remove("SMARTPAY_CONFIG").output().unwrap();
     assert!(out.status.success(), "smartpay {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -33,7 +37,13 @@ pub struct Merchant {
 pub fn create_merchant(data_dir: &Path, name: &str) -> Merchant {
     let v: Value = serde_json::from_str(&cli(data_dir, &["merchant", "create", "--name", name, "--json"])).unwrap();
     let s = |k: &str| v[k].as_str().unwrap().to_owned();
-    Merchant { key: s("merchantKey"), auth_key: s("authenticationKey"), client_id: s("clientId"), client_secret: s("clientSecret"), basic_id: s("basicCredentialId") }
+    Merchant {
+        key: s("merchantKey"),
+        auth_key: s("authenticationKey"),
+        client_id: s("clientId"),
+        client_secret: s("clientSecret"),
+        basic_id: s("basicCredentialId"),
+    }
 }
 
 pub fn free_port() -> u16 {
@@ -58,7 +68,11 @@ impl Server {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        let child = cmd.stdout(Stdio::from(std::fs::File::create(&stdout).unwrap())).stderr(Stdio::from(std::fs::File::create(&stderr).unwrap())).spawn().unwrap();
+        let child = cmd
+            .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
+            .spawn()
+            .unwrap();
         let s = Server { child, base: format!("http://127.0.0.1:{port}"), stdout, stderr };
         s.wait_ready();
         s
@@ -78,7 +92,11 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("server at {} did not become ready: {}", self.base, std::fs::read_to_string(&self.stderr).unwrap_or_default());
+        panic!(
+            "server at {} did not become ready: {}",
+            self.base,
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        );
     }
 
     pub fn kill9(mut self) {
@@ -118,7 +136,13 @@ pub fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body
 }
 
 /// [`http`] that reports connection failures instead of panicking.
-pub fn try_http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> std::io::Result<(u16, String)> {
+pub fn try_http(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let host = base.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(host)?;

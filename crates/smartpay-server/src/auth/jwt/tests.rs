@@ -38,7 +38,14 @@ fn forged_and_altered_tokens_are_refused() {
         forged.push((format!("{h}.{payload}.{sig}"), "alg"));
         forged.push((format!("{h}.{payload}."), "alg, no signature"));
     }
-    for extra in [r#""jku":"http://evil""#, r#""x5u":"http://evil""#, r#""jwk":{"kty":"EC"}"#, r#""x5c":["AAAA"]"#, r#""crit":["exp"]"#, r#""zip":"DEF""#] {
+    for extra in [
+        r#""jku":"http://evil""#,
+        r#""x5u":"http://evil""#,
+        r#""jwk":{"kty":"EC"}"#,
+        r#""x5c":["AAAA"]"#,
+        r#""crit":["exp"]"#,
+        r#""zip":"DEF""#,
+    ] {
         let h = header(&format!(r#"{{"alg":"ES256","typ":"at+jwt","kid":"{kid}",{extra}}}"#));
         forged.push((format!("{h}.{payload}.{sig}"), "extra header member"));
     }
@@ -81,14 +88,37 @@ fn times_are_checked_with_leeway() {
     let claims = |json: &str| smartpay_domain::json::parse(json.as_bytes()).unwrap();
     let leeway = 30;
     assert!(check_times(&claims(&format!(r#"{{"exp":{}}}"#, now - (leeway - 1))), now, leeway, None).is_ok());
-    assert_eq!(check_times(&claims(&format!(r#"{{"exp":{}}}"#, now - (leeway + 1))), now, leeway, None), Err(TokenError::Expired));
+    assert_eq!(
+        check_times(&claims(&format!(r#"{{"exp":{}}}"#, now - (leeway + 1))), now, leeway, None),
+        Err(TokenError::Expired)
+    );
     assert_eq!(check_times(&claims(r#"{"iat":1}"#), now, leeway, None), Err(TokenError::Claim("exp")));
     assert_eq!(check_times(&claims(r#"{"exp":"soon"}"#), now, leeway, None), Err(TokenError::Claim("exp")));
-    assert_eq!(check_times(&claims(&format!(r#"{{"exp":{},"nbf":{}}}"#, now + 100, now + leeway + 1)), now, leeway, None), Err(TokenError::NotYetValid));
-    assert!(check_times(&claims(&format!(r#"{{"exp":{},"nbf":{}}}"#, now + 100, now + leeway - 1)), now, leeway, None).is_ok());
-    assert_eq!(check_times(&claims(&format!(r#"{{"exp":{},"iat":{}}}"#, now + 100, now + leeway + 1)), now, leeway, Some(3600)), Err(TokenError::NotYetValid));
-    assert_eq!(check_times(&claims(&format!(r#"{{"exp":{},"iat":{}}}"#, now + 7200, now)), now, leeway, Some(3600)), Err(TokenError::Claim("exp")));
-    assert_eq!(check_times(&claims(&format!(r#"{{"exp":{}}}"#, now + 100)), now, leeway, Some(3600)), Err(TokenError::Claim("iat")));
+    assert_eq!(
+        check_times(&claims(&format!(r#"{{"exp":{},"nbf":{}}}"#, now + 100, now + leeway + 1)), now, leeway, None),
+        Err(TokenError::NotYetValid)
+    );
+    assert!(
+        check_times(&claims(&format!(r#"{{"exp":{},"nbf":{}}}"#, now + 100, now + leeway - 1)), now, leeway, None)
+            .is_ok()
+    );
+    assert_eq!(
+        check_times(
+            &claims(&format!(r#"{{"exp":{},"iat":{}}}"#, now + 100, now + leeway + 1)),
+            now,
+            leeway,
+            Some(3600)
+        ),
+        Err(TokenError::NotYetValid)
+    );
+    assert_eq!(
+        check_times(&claims(&format!(r#"{{"exp":{},"iat":{}}}"#, now + 7200, now)), now, leeway, Some(3600)),
+        Err(TokenError::Claim("exp"))
+    );
+    assert_eq!(
+        check_times(&claims(&format!(r#"{{"exp":{}}}"#, now + 100)), now, leeway, Some(3600)),
+        Err(TokenError::Claim("iat"))
+    );
 }
 
 #[test]
