@@ -92,6 +92,8 @@ pub struct Authenticator {
     token_cache: Mutex<HashMap<[u8; 32], TokenHit>>,
     /// client_id → (credential id, merchant id), or None when not an active client.
     client_cache: Mutex<HashMap<String, Option<(String, String)>>>,
+    /// merchant → its identity issuer's keys (kid → key), empty when none is configured.
+    identity_cache: Mutex<HashMap<String, Arc<HashMap<String, VerifyingKey>>>>,
     epoch: AtomicI64,
 }
 
@@ -122,6 +124,7 @@ impl Authenticator {
             basic_cache: Mutex::new(HashMap::new()),
             token_cache: Mutex::new(HashMap::new()),
             client_cache: Mutex::new(HashMap::new()),
+            identity_cache: Mutex::new(HashMap::new()),
             epoch: AtomicI64::new(i64::MIN),
         };
         a.refresh().await?;
@@ -150,6 +153,9 @@ impl Authenticator {
             m.clear();
         }
         if let Ok(mut m) = self.client_cache.lock() {
+            m.clear();
+        }
+        if let Ok(mut m) = self.identity_cache.lock() {
             m.clear();
         }
         self.epoch.store(epoch, Ordering::Release);
@@ -311,6 +317,36 @@ impl Authenticator {
             client_id: client_id.to_owned(),
             exp,
         })
+    }
+
+    /// Verifies an `X-Access-Token` against the merchant's identity issuer keys and returns its
+    /// subject. `Ok(None)` when the merchant configured no issuer (the token is then only
+    /// checked for shape, by the caller).
+    pub async fn identity_subject(&self, merchant_id: &str, token: &str) -> Result<Option<String>, AuthError> {
+        let cached = self.identity_cache.lock().ok().and_then(|m| m.get(merchant_id).cloned());
+        let keys = match cached {
+            Some(k) => k,
+            None => {
+                let jwks = self.store.merchant(merchant_id).await?.and_then(|m| m.identity_jwks);
+                let keys: HashMap<String, VerifyingKey> = jwks
+                    .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
+                    .and_then(|v| v.get("keys").and_then(|k| k.as_array()).cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(jwt::verifying_key_from_jwk)
+                    .collect();
+                let keys = Arc::new(keys);
+                insert_bounded(&self.identity_cache, merchant_id.to_owned(), keys.clone());
+                keys
+            }
+        };
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let verified = jwt::verify_es256(token, None, |kid| keys.get(kid).copied()).map_err(AuthError::Token)?;
+        jwt::check_times(&verified.claims, Millis::now().0 / 1000, self.leeway, None).map_err(AuthError::Token)?;
+        let sub = jwt::str_claim(&verified.claims, "sub").map_err(AuthError::Token)?;
+        Ok(Some(sub.to_owned()))
     }
 
     /// Issues an access token for a client that proves its secret (client_credentials grant).

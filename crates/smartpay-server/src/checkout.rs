@@ -94,7 +94,9 @@ pub async fn create(
     })?;
 
     let now = Millis::now();
-    let id = uuid::Uuid::new_v4().to_string();
+    // UUIDv7: time-ordered, so the payment's B-tree inserts append instead of touching a
+    // random page each (a measured difference in group-commit size; docs/benchmarks.md).
+    let id = uuid::Uuid::now_v7().to_string();
     let token = secrets::random_alphanumeric(64)?;
     let response = api::CreateCheckoutResponse {
         transaction_id: id.clone(),

@@ -58,6 +58,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("not authenticated")]
     Unauthorized(Challenge),
+    /// An `X-Access-Token` the merchant's identity issuer did not sign, or that expired.
+    #[error("invalid X-Access-Token")]
+    InvalidAccessToken,
     /// RFC 6750 `invalid_request`: the Authorization itself is malformed.
     #[error("malformed authorization: {0}")]
     InvalidAuthorization(&'static str),

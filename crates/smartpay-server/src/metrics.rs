@@ -31,23 +31,33 @@ pub struct Counters {
     pub auth_failures_bearer: AtomicU64,
 }
 
+/// Everything recorded for one route template.
+#[derive(Default)]
+struct RouteStats {
+    /// (method, status) → count; a handful of entries per route.
+    counts: Vec<(String, u16, u64)>,
+    latency: Histogram,
+}
+
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    routes: Mutex<BTreeMap<String, RouteStats>>,
     pub counters: Counters,
 }
 
 impl Metrics {
+    /// Records one request: one lock, no allocation once the route was seen.
     pub fn observe(&self, method: &str, route: &str, status: u16, micros: u64) {
-        if let Ok(mut m) = self.requests.lock() {
-            *m.entry((method.to_owned(), route.to_owned(), status)).or_default() += 1;
-        }
-        if let Ok(mut m) = self.latency.lock() {
-            let h = match m.get_mut(route) {
-                Some(h) => h,
+        if let Ok(mut m) = self.routes.lock() {
+            let r = match m.get_mut(route) {
+                Some(r) => r,
                 None => m.entry(route.to_owned()).or_default(),
             };
+            match r.counts.iter_mut().find(|(mth, st, _)| mth == method && *st == status) {
+                Some(c) => c.2 += 1,
+                None => r.counts.push((method.to_owned(), status, 1)),
+            }
+            let h = &mut r.latency;
             let secs = micros as f64 / 1e6;
             for (i, b) in BUCKETS.iter().enumerate() {
                 if secs <= *b {
@@ -63,17 +73,21 @@ impl Metrics {
     pub fn render(&self, store: Option<&StoreStats>) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP smartpay_http_requests_total HTTP requests by method, route template and status.\n# TYPE smartpay_http_requests_total counter\n");
-        if let Ok(m) = self.requests.lock() {
-            for ((method, route, status), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "smartpay_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
-                );
+        if let Ok(m) = self.routes.lock() {
+            for (route, r) in m.iter() {
+                let mut counts = r.counts.clone();
+                counts.sort();
+                for (method, status, n) in counts {
+                    let _ = writeln!(
+                        out,
+                        "smartpay_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+                    );
+                }
             }
         }
         out.push_str("# HELP smartpay_http_request_duration_seconds Time to answer, by route template.\n# TYPE smartpay_http_request_duration_seconds histogram\n");
-        if let Ok(m) = self.latency.lock() {
-            for (route, h) in m.iter() {
+        if let Ok(m) = self.routes.lock() {
+            for (route, h) in m.iter().map(|(k, r)| (k, &r.latency)) {
                 for (i, b) in BUCKETS.iter().enumerate() {
                     let _ = writeln!(
                         out,

@@ -43,6 +43,7 @@ pub async fn create_merchant(
         name: name.to_owned(),
         status: MerchantStatus::Active,
         capture_mode: "auto".into(),
+        identity_jwks: None,
         created_at: Millis::now(),
     };
     store.create_merchant(merchant.clone()).await?;

@@ -15,6 +15,8 @@ pub struct Merchant {
     pub name: String,
     pub status: MerchantStatus,
     pub capture_mode: String,
+    /// JWK Set of the merchant's end-user identity issuer, verifying `X-Access-Token`.
+    pub identity_jwks: Option<String>,
     pub created_at: Millis,
 }
 
@@ -161,6 +163,8 @@ pub struct Payment {
     pub payment_method: String,
     pub reconciliation_reference_id: Option<String>,
     pub mit: bool,
+    /// Subject of the verified `X-Access-Token` the checkout was created with.
+    pub identity_subject: Option<String>,
     pub created_at: Millis,
     pub last_status_at: Millis,
     pub expires_at: Millis,

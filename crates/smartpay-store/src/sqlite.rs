@@ -9,7 +9,7 @@ mod imp;
 mod migrate;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
@@ -78,15 +78,18 @@ where
 {
     fn run(&mut self, conn: &Connection) {
         let Some(work) = self.work.take() else { return };
-        let result = match conn.execute_batch("SAVEPOINT job") {
-            Err(e) => Err(map_err(e)),
-            Ok(()) => {
+        // Cached statements: the writer runs these for every job, so they are parsed once.
+        let exec = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map_err(map_err);
+        let result = match exec("SAVEPOINT job") {
+            Err(e) => Err(e),
+            Ok(_) => {
                 let r = work(conn);
-                let end = if r.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
-                match conn.execute_batch(end) {
-                    Ok(()) => r,
-                    Err(e) => Err(map_err(e)),
-                }
+                let end = if r.is_ok() {
+                    exec("RELEASE job")
+                } else {
+                    exec("ROLLBACK TO job").and_then(|_| exec("RELEASE job"))
+                };
+                end.and(r)
             }
         };
         self.result = Some(result);
@@ -151,7 +154,8 @@ impl SqliteStore {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Unavailable(format!("journal_mode is {mode}, WAL is required")));
         }
-        writer_conn.execute_batch("PRAGMA secure_delete = ON;").map_err(map_err)?;
+        // Checkpoints run on their own thread (below), so the writer only appends to the WAL.
+        writer_conn.execute_batch("PRAGMA secure_delete = ON; PRAGMA wal_autocheckpoint = 0;").map_err(map_err)?;
         migrate::run(&mut writer_conn)?;
         let synchronous: i64 = writer_conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(map_err)?;
         if synchronous != 2 {
@@ -161,13 +165,20 @@ impl SqliteStore {
         let readers = (0..options.readers.max(1))
             .map(|_| open_conn(&options.path, true).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let checkpointer = open_conn(&options.path, false)?;
+        let wal_lagging = Arc::new(AtomicBool::new(false));
+        let lag = wal_lagging.clone();
+        std::thread::Builder::new()
+            .name("smartpay-store-checkpoint".into())
+            .spawn(move || checkpoint_loop(&checkpointer, &lag))
+            .map_err(|e| StoreError::Internal(format!("spawn checkpointer: {e}")))?;
         let stats = Arc::new(StoreStats::default());
         let (tx, rx) = mpsc::unbounded_channel::<Box<dyn Job>>();
         let thread_stats = stats.clone();
         let max_batch = options.max_batch.max(1);
         std::thread::Builder::new()
             .name("smartpay-store-writer".into())
-            .spawn(move || writer_loop(writer_conn, rx, max_batch, &thread_stats))
+            .spawn(move || writer_loop(writer_conn, rx, max_batch, &thread_stats, &wal_lagging))
             .map_err(|e| StoreError::Internal(format!("spawn writer: {e}")))?;
         Ok(SqliteStore { writer: tx, readers, next_reader: AtomicUsize::new(0), stats, path: options.path })
     }
@@ -209,7 +220,36 @@ impl SqliteStore {
     }
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Box<dyn Job>>, max_batch: usize, stats: &StoreStats) {
+/// WAL frames (4 KiB pages) beyond which the writer finishes a checkpoint itself.
+const WAL_FRAMES_LIMIT: i64 = 4096;
+
+/// Copies WAL frames into the database file in the background (PASSIVE: never blocks the
+/// writer or readers), so checkpoints stay off the commit path. Under constant writes a
+/// background checkpoint never catches up with the last frames, and the WAL only restarts
+/// once every frame is copied: when it grows past `WAL_FRAMES_LIMIT` the writer is asked to
+/// finish the (by then small) remainder between two batches, which bounds the WAL.
+fn checkpoint_loop(conn: &Connection, lagging: &AtomicBool) {
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let r: rusqlite::Result<(i64, i64, i64)> =
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)));
+        match r {
+            Ok((_, log, _)) => lagging.store(log > WAL_FRAMES_LIMIT, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn writer_loop(
+    conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<Box<dyn Job>>,
+    max_batch: usize,
+    stats: &StoreStats,
+    wal_lagging: &AtomicBool,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -241,6 +281,13 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Box<dyn Job>>, 
         stats.record(batch.len(), u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
         for job in batch.drain(..) {
             job.finish(committed.clone());
+        }
+        if wal_lagging.swap(false, Ordering::Relaxed) {
+            // No other writer exists, so this checkpoint copies every remaining frame and the
+            // next transaction starts the WAL from its beginning.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "writer-side WAL checkpoint failed");
+            }
         }
     }
 }

@@ -7,6 +7,11 @@
 
 use std::path::PathBuf;
 
+/// mimalloc: the request path allocates many small strings (JSON trees, headers); measured
+/// faster than the system allocator in `scripts/bench.sh` (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use smartpay_server::{Config, LogFormat, Mode, provision};
@@ -91,6 +96,17 @@ enum MerchantCmd {
     },
     /// Enable a disabled merchant again.
     Enable { merchant: String },
+    /// Register the JWK Set (EC P-256 keys) of the merchant's end-user identity issuer: the
+    /// X-Access-Token of its requests is then verified and its subject recorded.
+    IdentityKeys {
+        merchant: String,
+        /// A JSON file `{"keys": [...]}`.
+        #[arg(long, conflicts_with = "clear", required_unless_present = "clear")]
+        jwks_file: Option<PathBuf>,
+        /// Remove the registered keys.
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -272,6 +288,27 @@ async fn merchant(cfg: Config, cmd: MerchantCmd) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("merchant {merchant}"))?;
             println!("disabled {merchant}");
+        }
+        MerchantCmd::IdentityKeys { merchant, jwks_file, clear } => {
+            let jwks = match (jwks_file, clear) {
+                (Some(path), false) => {
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                    let v: serde_json::Value = serde_json::from_str(&text).context("the JWKS file is not JSON")?;
+                    let usable = v["keys"].as_array().map_or(0, |keys| {
+                        keys.iter().filter(|k| smartpay_server::auth::jwt::verifying_key_from_jwk(k).is_some()).count()
+                    });
+                    if usable == 0 {
+                        anyhow::bail!("the JWKS holds no EC P-256 key with a kid (ES256 is supported)");
+                    }
+                    println!("{usable} key(s) registered for {merchant}");
+                    Some(v.to_string())
+                }
+                _ => {
+                    println!("identity keys cleared for {merchant}");
+                    None
+                }
+            };
+            store.set_identity_jwks(&merchant, jwks).await.with_context(|| format!("merchant {merchant}"))?;
         }
         MerchantCmd::Enable { merchant } => {
             store

@@ -58,6 +58,10 @@ impl IntoResponse for ApiError {
                 }
                 (StatusCode::UNAUTHORIZED, vec![Problem::new("unauthorized")], vec![])
             }
+            ApiError::InvalidAccessToken => {
+                challenges.push(BEARER_INVALID_TOKEN);
+                (StatusCode::UNAUTHORIZED, vec![Problem::new("unauthorized").at("X-Access-Token")], vec![])
+            }
             ApiError::InvalidAuthorization(_) => {
                 challenges.push(BEARER_INVALID_REQUEST);
                 (StatusCode::BAD_REQUEST, vec![Problem::new("invalid_request").at("Authorization")], vec![])

@@ -62,12 +62,12 @@ fn check_access_token(headers: &HeaderMap) -> Result<(), ApiError> {
     params(
         ("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters; replays the first response for 24 h."),
         ("Accept-Language" = Option<String>, Header, description = "en-US (default) or de-DE, for error messages."),
-        ("X-Access-Token" = Option<String>, Header, description = "End-user identity JWT, at most 512 characters."),
+        ("X-Access-Token" = Option<String>, Header, description = "End-user identity JWT, at most 512 characters. Where the merchant registered its identity issuer's keys, the signature (ES256) and expiry are verified and the subject is recorded."),
     ),
     responses(
         (status = 200, description = "Checkout created (or replayed)", body = api::CreateCheckoutResponse),
         (status = 400, description = "Invalid request: every violation is listed", body = api::ErrorBody),
-        (status = 401, description = "Not authenticated", body = api::ErrorBody),
+        (status = 401, description = "Not authenticated, or an X-Access-Token that the merchant's identity issuer did not sign", body = api::ErrorBody),
         (status = 403, description = "merchantKey is not the caller's", body = api::ErrorBody),
         (status = 409, description = "Idempotency conflict or request in progress", body = api::ErrorBody),
         (status = 413, description = "Body too large", body = api::ErrorBody),
@@ -87,7 +87,18 @@ pub async fn create_checkout(
         None => None,
     };
     check_access_token(&headers)?;
-    let answer = checkout::create(&state, &who, &body, idempotency_key, None).await?;
+    let identity_subject = match headers.get("x-access-token").and_then(|v| v.to_str().ok()) {
+        Some(token) => match state.auth.identity_subject(&who.merchant_id, token).await {
+            Ok(subject) => subject,
+            Err(crate::auth::AuthError::Store(e)) => return Err(e.into()),
+            Err(e) => {
+                tracing::info!(reason = %e, "X-Access-Token refused");
+                return Err(ApiError::InvalidAccessToken);
+            }
+        },
+        None => None,
+    };
+    let answer = checkout::create(&state, &who, &body, idempotency_key, identity_subject).await?;
     let mut resp = json_response(StatusCode::OK, answer.body);
     if answer.replayed {
         resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));

@@ -407,3 +407,38 @@ async fn the_x_access_token_header_must_be_a_short_jwt() {
         assert_eq!(codes(&v), vec![("invalid_header".into(), "X-Access-Token".into())]);
     }
 }
+
+#[tokio::test]
+async fn an_x_access_token_is_verified_against_the_merchants_identity_issuer() {
+    let app = spawn_app().await;
+    let m = &app.merchant;
+    let issuer = KeyPair::generate().unwrap();
+    let jwks = json!({"keys": [smartpay_server::auth::jwt::public_jwk(&issuer.kid, &issuer.verifying_key())]});
+    app.state().store.set_identity_jwks(&m.merchant_key, Some(jwks.to_string())).await.unwrap();
+    app.state().auth.refresh().await.unwrap();
+    let body = app.body(m).to_string();
+    let auth = app.basic(m);
+
+    let good = issuer.sign(&json!({"sub": "shopper-42", "exp": now() + 300}).to_string());
+    let r = app.create_raw(&auth, &body, &[("X-Access-Token", &good)]).await;
+    assert_eq!(r.status(), 200);
+    let id = r.json::<Value>().await.unwrap()["transactionId"].as_str().unwrap().to_owned();
+    let p = app.state().store.payment(&m.merchant_key, &id).await.unwrap().unwrap();
+    assert_eq!(p.identity_subject.as_deref(), Some("shopper-42"), "the subject is recorded");
+
+    let expired = issuer.sign(&json!({"sub": "shopper-42", "exp": now() - 300}).to_string());
+    let stranger = KeyPair::generate().unwrap();
+    let foreign = KeyPair::from_private(issuer.kid.clone(), &stranger.private_bytes())
+        .unwrap()
+        .sign(&json!({"sub": "x", "exp": now() + 300}).to_string());
+    let no_sub = issuer.sign(&json!({"exp": now() + 300}).to_string());
+    for (what, t) in [("expired", expired), ("signed by another key", foreign), ("no subject", no_sub)] {
+        let r = app.create_raw(&auth, &body, &[("X-Access-Token", &t)]).await;
+        assert_eq!(r.status(), 401, "{what}");
+        assert_eq!(codes(&r.json().await.unwrap()), vec![("unauthorized".into(), "X-Access-Token".into())], "{what}");
+    }
+    // Another merchant without an issuer: the token's shape is all that is checked.
+    let r =
+        app.create_raw(&app.basic(&app.other), &app.body(&app.other).to_string(), &[("X-Access-Token", &good)]).await;
+    assert_eq!(r.status(), 200);
+}

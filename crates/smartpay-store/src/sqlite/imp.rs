@@ -21,6 +21,7 @@ fn merchant_from(r: &Row<'_>) -> rusqlite::Result<Merchant> {
         status: if status == "ACTIVE" { MerchantStatus::Active } else { MerchantStatus::Disabled },
         capture_mode: r.get(3)?,
         created_at: Millis(r.get(4)?),
+        identity_jwks: r.get(5)?,
     })
 }
 
@@ -182,7 +183,7 @@ fn read_payment(conn: &Connection, merchant_id: &str, id: &str) -> Result<Option
         .prepare_cached(
             "SELECT id, merchant_id, status, amount_minor, currency, description, partner_reference, customer_account_id,
                     external_order_reference, custom_references, payment_method, reconciliation_reference_id, mit,
-                    created_at_ms, last_status_at_ms, expires_at_ms
+                    created_at_ms, last_status_at_ms, expires_at_ms, identity_subject
              FROM payments WHERE id = ?1 AND merchant_id = ?2",
         )
         .and_then(|mut s| {
@@ -202,6 +203,7 @@ fn read_payment(conn: &Connection, merchant_id: &str, id: &str) -> Result<Option
                         payment_method: r.get(10)?,
                         reconciliation_reference_id: r.get(11)?,
                         mit: r.get::<_, i64>(12)? != 0,
+                        identity_subject: r.get(16)?,
                         created_at: Millis(r.get(13)?),
                         last_status_at: Millis(r.get(14)?),
                         expires_at: Millis(r.get(15)?),
@@ -266,13 +268,14 @@ impl Store for SqliteStore {
     fn create_merchant(&self, m: Merchant) -> StoreFuture<'_, ()> {
         boxed(self.write(move |c| {
             c.execute(
-                "INSERT INTO merchants (id, name, status, capture_mode, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO merchants (id, name, status, capture_mode, created_at_ms, identity_jwks) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     m.id,
                     m.name,
                     if m.status == MerchantStatus::Active { "ACTIVE" } else { "DISABLED" },
                     m.capture_mode,
-                    m.created_at.0
+                    m.created_at.0,
+                    m.identity_jwks
                 ],
             )
             .map_err(map_err)?;
@@ -283,7 +286,7 @@ impl Store for SqliteStore {
     fn merchant(&self, id: &str) -> StoreFuture<'_, Option<Merchant>> {
         ready(self.read(|c| {
             c.query_row(
-                "SELECT id, name, status, capture_mode, created_at_ms FROM merchants WHERE id = ?1",
+                "SELECT id, name, status, capture_mode, created_at_ms, identity_jwks FROM merchants WHERE id = ?1",
                 [id],
                 merchant_from,
             )
@@ -296,7 +299,7 @@ impl Store for SqliteStore {
         ready(self.read(|c| {
             let mut s = c
                 .prepare(
-                    "SELECT id, name, status, capture_mode, created_at_ms FROM merchants ORDER BY created_at_ms, id",
+                    "SELECT id, name, status, capture_mode, created_at_ms, identity_jwks FROM merchants ORDER BY created_at_ms, id",
                 )
                 .map_err(map_err)?;
             let rows = s.query_map([], merchant_from).map_err(map_err)?;
@@ -312,6 +315,19 @@ impl Store for SqliteStore {
                     "UPDATE merchants SET status = ?1 WHERE id = ?2",
                     params![if status == MerchantStatus::Active { "ACTIVE" } else { "DISABLED" }, id],
                 )
+                .map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            bump_epoch(c)
+        }))
+    }
+
+    fn set_identity_jwks(&self, id: &str, jwks: Option<String>) -> StoreFuture<'_, ()> {
+        let id = id.to_owned();
+        boxed(self.write(move |c| {
+            let n = c
+                .execute("UPDATE merchants SET identity_jwks = ?1 WHERE id = ?2", params![jwks, id])
                 .map_err(map_err)?;
             if n == 0 {
                 return Err(StoreError::NotFound);

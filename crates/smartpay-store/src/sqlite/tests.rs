@@ -16,6 +16,7 @@ async fn merchant(store: &SqliteStore, id: &str) {
             name: "Shop".into(),
             status: MerchantStatus::Active,
             capture_mode: "auto".into(),
+            identity_jwks: None,
             created_at: Millis(1),
         })
         .await
