@@ -7,6 +7,7 @@
 //! - [`time`]: instants and their ISO 8601 form.
 //! - [`violation`]: rule violations with stable codes.
 
+pub mod card;
 pub mod checkout;
 pub mod json;
 pub mod money;

@@ -1,0 +1,62 @@
+//! Between SmartPay's provider types and the sandbox acquirer's wire format. Unknown wire
+//! statuses map to `Unknown`, so the engine polls instead of guessing.
+
+use super::wire;
+use crate::*;
+
+pub fn authorization_request(req: &AuthorizeRequest) -> wire::AuthorizationRequest {
+    wire::AuthorizationRequest {
+        pan: req.card.number.expose().to_owned(),
+        expiry_month: req.card.expiry.month,
+        expiry_year: req.card.expiry.year,
+        cvc: req.card.cvc.expose().to_owned(),
+        holder: req.card.holder.clone(),
+        amount: req.amount_minor,
+        currency: req.currency.clone(),
+        idempotency_key: req.payment_id.clone(),
+        return_url: req.return_url.clone(),
+    }
+}
+
+pub fn decline_reason(code: Option<&str>) -> DeclineReason {
+    match code {
+        Some("card_declined") | None => DeclineReason::CardDeclined,
+        Some("insufficient_funds") => DeclineReason::InsufficientFunds,
+        Some("expired_card") => DeclineReason::ExpiredCard,
+        Some("card_stolen") => DeclineReason::CardStolen,
+        Some("authentication_failed") => DeclineReason::AuthenticationFailed,
+        Some(other) => DeclineReason::Other(format!("payment_provider_{other}")),
+    }
+}
+
+pub fn authorize_outcome(a: &wire::Authorization) -> AuthorizeOutcome {
+    match a.status.as_str() {
+        "AUTHORIZED" => AuthorizeOutcome::Authorized { reference: a.id.clone() },
+        "DECLINED" => AuthorizeOutcome::Declined { reference: Some(a.id.clone()), reason: decline_reason(a.decline_code.as_deref()) },
+        "PENDING" => AuthorizeOutcome::Pending { reference: a.id.clone() },
+        "CHALLENGE" => match &a.challenge_url {
+            Some(url) => AuthorizeOutcome::ChallengeRequired { reference: a.id.clone(), url: url.clone() },
+            None => AuthorizeOutcome::Unknown,
+        },
+        _ => AuthorizeOutcome::Unknown,
+    }
+}
+
+pub fn provider_status(a: &wire::Authorization) -> ProviderStatus {
+    match a.status.as_str() {
+        "AUTHORIZED" => ProviderStatus::Authorized,
+        "DECLINED" => ProviderStatus::Declined(decline_reason(a.decline_code.as_deref())),
+        "PENDING" => ProviderStatus::Pending,
+        "CHALLENGE" => ProviderStatus::ChallengePending,
+        _ => ProviderStatus::Unknown,
+    }
+}
+
+pub fn modify_outcome(m: &wire::Modification) -> ModifyOutcome {
+    match m.status.as_str() {
+        "SUCCEEDED" => ModifyOutcome::Succeeded { reference: m.id.clone() },
+        "FAILED" => ModifyOutcome::Failed { reason: m.failure_code.clone().unwrap_or_else(|| "failed".into()) },
+        "PENDING" => ModifyOutcome::Pending { reference: m.id.clone() },
+        _ => ModifyOutcome::Unknown,
+    }
+}
