@@ -220,7 +220,11 @@ impl Expiry {
     pub fn parse(input: &str, today: (i64, u32)) -> Result<Expiry, CardError> {
         let (m, y) = input.trim().split_once(['/', '-']).ok_or(CardError::Expiry)?;
         let (m, y) = (m.trim(), y.trim());
-        if m.is_empty() || m.len() > 2 || !m.bytes().all(|b| b.is_ascii_digit()) || !y.bytes().all(|b| b.is_ascii_digit()) {
+        if m.is_empty()
+            || m.len() > 2
+            || !m.bytes().all(|b| b.is_ascii_digit())
+            || !y.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(CardError::Expiry);
         }
         let month: u8 = m.parse().map_err(|_| CardError::Expiry)?;

@@ -76,12 +76,22 @@ impl DeclineReason {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthorizeOutcome {
-    Authorized { reference: String },
-    Declined { reference: Option<String>, reason: DeclineReason },
+    Authorized {
+        reference: String,
+    },
+    Declined {
+        reference: Option<String>,
+        reason: DeclineReason,
+    },
     /// Accepted, not yet decided; confirmed later (found by [`Provider::status`]).
-    Pending { reference: String },
+    Pending {
+        reference: String,
+    },
     /// The shopper must pass a 3-D Secure challenge at `url` first.
-    ChallengeRequired { reference: String, url: String },
+    ChallengeRequired {
+        reference: String,
+        url: String,
+    },
     /// No answer in time: the outcome must be found by polling, never by sending again blindly.
     Unknown,
 }

@@ -36,7 +36,11 @@ impl SandboxConnector {
     }
 
     /// POSTs `body` and reads the answer; `None` when no usable answer came in time.
-    async fn post<B: serde::Serialize, R: serde::de::DeserializeOwned>(&self, path: &str, body: &B) -> Result<Option<R>, ProviderError> {
+    async fn post<B: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<Option<R>, ProviderError> {
         let resp = match self.http.post(self.url(path)).json(body).send().await {
             Ok(r) => r,
             Err(e) => {
@@ -72,7 +76,13 @@ impl Provider for SandboxConnector {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { separate_capture: true, partial_capture: true, partial_refund: true, three_ds: true, asynchronous: false }
+        Capabilities {
+            separate_capture: true,
+            partial_capture: true,
+            partial_refund: true,
+            three_ds: true,
+            asynchronous: false,
+        }
     }
 
     fn authorize(&self, req: AuthorizeRequest) -> ProviderFuture<'_, AuthorizeOutcome> {
@@ -109,8 +119,13 @@ impl Provider for SandboxConnector {
 
 impl SandboxConnector {
     async fn modify(&self, kind: &str, req: ModifyRequest) -> Result<ModifyOutcome, ProviderError> {
-        let body = wire::ModificationRequest { amount: req.amount_minor, currency: req.currency.clone(), idempotency_key: req.modification_id.clone() };
-        let answer: Option<wire::Modification> = self.post(&format!("/v1/authorizations/{}/{kind}", req.reference), &body).await?;
+        let body = wire::ModificationRequest {
+            amount: req.amount_minor,
+            currency: req.currency.clone(),
+            idempotency_key: req.modification_id.clone(),
+        };
+        let answer: Option<wire::Modification> =
+            self.post(&format!("/v1/authorizations/{}/{kind}", req.reference), &body).await?;
         Ok(answer.map_or(ModifyOutcome::Unknown, |m| mapping::modify_outcome(&m)))
     }
 }

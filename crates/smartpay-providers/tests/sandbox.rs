@@ -19,7 +19,8 @@ async fn setup() -> (SandboxConnector, String) {
         public_base: base.clone(),
     };
     tokio::spawn(async move { axum::serve(listener, router(config)).await });
-    let connector = SandboxConnector::new(ConnectorConfig { base_url: base.clone(), timeout: Duration::from_millis(300) });
+    let connector =
+        SandboxConnector::new(ConnectorConfig { base_url: base.clone(), timeout: Duration::from_millis(300) });
     (connector, base)
 }
 
@@ -30,11 +31,22 @@ fn card(number: &str, cvc: &str) -> Card {
 
 fn request(id: &str, number: &str) -> AuthorizeRequest {
     let cvc = if number.starts_with("37") { "1234" } else { "737" };
-    AuthorizeRequest { payment_id: id.into(), amount_minor: 1099, currency: "EUR".into(), card: card(number, cvc), return_url: None }
+    AuthorizeRequest {
+        payment_id: id.into(),
+        amount_minor: 1099,
+        currency: "EUR".into(),
+        card: card(number, cvc),
+        return_url: None,
+    }
 }
 
 fn modify(reference: &str, id: &str, amount: i64) -> ModifyRequest {
-    ModifyRequest { reference: reference.into(), modification_id: id.into(), amount_minor: amount, currency: "EUR".into() }
+    ModifyRequest {
+        reference: reference.into(),
+        modification_id: id.into(),
+        amount_minor: amount,
+        currency: "EUR".into(),
+    }
 }
 
 #[tokio::test]
@@ -67,8 +79,16 @@ async fn each_test_card_gives_its_documented_outcome() {
 #[tokio::test]
 async fn pending_cards_are_decided_later_and_found_by_polling() {
     let (p, _) = setup().await;
-    let AuthorizeOutcome::Pending { reference: ok } = p.authorize(request("pay-259", "4000000000000259")).await.unwrap() else { panic!() };
-    let AuthorizeOutcome::Pending { reference: ko } = p.authorize(request("pay-267", "4000000000000267")).await.unwrap() else { panic!() };
+    let AuthorizeOutcome::Pending { reference: ok } =
+        p.authorize(request("pay-259", "4000000000000259")).await.unwrap()
+    else {
+        panic!()
+    };
+    let AuthorizeOutcome::Pending { reference: ko } =
+        p.authorize(request("pay-267", "4000000000000267")).await.unwrap()
+    else {
+        panic!()
+    };
     assert_eq!(p.status(&ok).await.unwrap(), ProviderStatus::Pending);
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(p.status(&ok).await.unwrap(), ProviderStatus::Authorized);
@@ -81,44 +101,87 @@ async fn a_silent_acquirer_gives_unknown_and_the_retry_is_idempotent() {
     assert_eq!(p.authorize(request("pay-408", "4000000000000408")).await.unwrap(), AuthorizeOutcome::Unknown);
     // Asking again with the same payment id (the provider-side idempotency key) finds the one
     // authorization the acquirer made, at once, instead of making a second.
-    let AuthorizeOutcome::Authorized { reference } = p.authorize(request("pay-408", "4000000000000408")).await.unwrap() else {
+    let AuthorizeOutcome::Authorized { reference } = p.authorize(request("pay-408", "4000000000000408")).await.unwrap()
+    else {
         panic!("the replay should answer the decided authorization")
     };
     assert_eq!(p.status(&reference).await.unwrap(), ProviderStatus::Authorized);
-    let AuthorizeOutcome::Authorized { reference: a } = p.authorize(request("pay-x", "4111111111111111")).await.unwrap() else { panic!() };
-    let AuthorizeOutcome::Authorized { reference: b } = p.authorize(request("pay-x", "4111111111111111")).await.unwrap() else { panic!() };
+    let AuthorizeOutcome::Authorized { reference: a } =
+        p.authorize(request("pay-x", "4111111111111111")).await.unwrap()
+    else {
+        panic!()
+    };
+    let AuthorizeOutcome::Authorized { reference: b } =
+        p.authorize(request("pay-x", "4111111111111111")).await.unwrap()
+    else {
+        panic!()
+    };
     assert_eq!(a, b, "one authorization per payment id");
 }
 
 #[tokio::test]
 async fn captures_refunds_and_cancellations_follow_the_card_and_the_amounts() {
     let (p, _) = setup().await;
-    let AuthorizeOutcome::Authorized { reference: r } = p.authorize(request("pay-a", "4111111111111111")).await.unwrap() else { panic!() };
+    let AuthorizeOutcome::Authorized { reference: r } =
+        p.authorize(request("pay-a", "4111111111111111")).await.unwrap()
+    else {
+        panic!()
+    };
     assert!(matches!(p.capture(modify(&r, "c1", 600)).await.unwrap(), ModifyOutcome::Succeeded { .. }));
-    assert!(matches!(p.capture(modify(&r, "c2", 600)).await.unwrap(), ModifyOutcome::Failed { reason } if reason == "amount_exceeds_authorized"));
+    assert!(
+        matches!(p.capture(modify(&r, "c2", 600)).await.unwrap(), ModifyOutcome::Failed { reason } if reason == "amount_exceeds_authorized")
+    );
     assert!(matches!(p.capture(modify(&r, "c3", 499)).await.unwrap(), ModifyOutcome::Succeeded { .. }));
     let first = p.refund(modify(&r, "r1", 1000)).await.unwrap();
     assert!(matches!(first, ModifyOutcome::Succeeded { .. }));
     assert_eq!(p.refund(modify(&r, "r1", 1000)).await.unwrap(), first, "a repeated modification id has one effect");
-    assert!(matches!(p.refund(modify(&r, "r2", 100)).await.unwrap(), ModifyOutcome::Failed { .. }), "refunds beyond the captured amount fail");
-    assert!(matches!(p.cancel(modify(&r, "x1", 1099)).await.unwrap(), ModifyOutcome::Failed { .. }), "a captured authorization cannot be cancelled");
+    assert!(
+        matches!(p.refund(modify(&r, "r2", 100)).await.unwrap(), ModifyOutcome::Failed { .. }),
+        "refunds beyond the captured amount fail"
+    );
+    assert!(
+        matches!(p.cancel(modify(&r, "x1", 1099)).await.unwrap(), ModifyOutcome::Failed { .. }),
+        "a captured authorization cannot be cancelled"
+    );
 
-    let AuthorizeOutcome::Authorized { reference: c } = p.authorize(request("pay-c", "4111111111111111")).await.unwrap() else { panic!() };
+    let AuthorizeOutcome::Authorized { reference: c } =
+        p.authorize(request("pay-c", "4111111111111111")).await.unwrap()
+    else {
+        panic!()
+    };
     assert!(matches!(p.cancel(modify(&c, "x2", 1099)).await.unwrap(), ModifyOutcome::Succeeded { .. }));
-    assert!(matches!(p.capture(modify(&c, "c4", 100)).await.unwrap(), ModifyOutcome::Failed { .. }), "no capture after cancel");
+    assert!(
+        matches!(p.capture(modify(&c, "c4", 100)).await.unwrap(), ModifyOutcome::Failed { .. }),
+        "no capture after cancel"
+    );
 
-    let AuthorizeOutcome::Authorized { reference: f } = p.authorize(request("pay-f", "4000000000000341")).await.unwrap() else { panic!() };
-    assert!(matches!(p.capture(modify(&f, "c5", 100)).await.unwrap(), ModifyOutcome::Failed { reason } if reason == "capture_failed"));
-    let AuthorizeOutcome::Authorized { reference: g } = p.authorize(request("pay-g", "4000000000005126")).await.unwrap() else { panic!() };
+    let AuthorizeOutcome::Authorized { reference: f } =
+        p.authorize(request("pay-f", "4000000000000341")).await.unwrap()
+    else {
+        panic!()
+    };
+    assert!(
+        matches!(p.capture(modify(&f, "c5", 100)).await.unwrap(), ModifyOutcome::Failed { reason } if reason == "capture_failed")
+    );
+    let AuthorizeOutcome::Authorized { reference: g } =
+        p.authorize(request("pay-g", "4000000000005126")).await.unwrap()
+    else {
+        panic!()
+    };
     assert!(matches!(p.capture(modify(&g, "c6", 1099)).await.unwrap(), ModifyOutcome::Succeeded { .. }));
-    assert!(matches!(p.refund(modify(&g, "r3", 100)).await.unwrap(), ModifyOutcome::Failed { reason } if reason == "refund_failed"));
+    assert!(
+        matches!(p.refund(modify(&g, "r3", 100)).await.unwrap(), ModifyOutcome::Failed { reason } if reason == "refund_failed")
+    );
 }
 
 #[tokio::test]
 async fn the_challenge_page_approves_or_fails_the_authorization() {
     let (p, _) = setup().await;
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    for (decision, expected) in [("approve", ProviderStatus::Authorized), ("fail", ProviderStatus::Declined(DeclineReason::AuthenticationFailed))] {
+    for (decision, expected) in [
+        ("approve", ProviderStatus::Authorized),
+        ("fail", ProviderStatus::Declined(DeclineReason::AuthenticationFailed)),
+    ] {
         let mut req = request(&format!("pay-3ds-{decision}"), "4000000000003220");
         req.return_url = Some("http://127.0.0.1:1/back".into());
         let AuthorizeOutcome::ChallengeRequired { reference, url } = p.authorize(req).await.unwrap() else { panic!() };

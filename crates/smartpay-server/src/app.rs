@@ -2,7 +2,8 @@
 //! the HTTP server with graceful shutdown, and its background workers.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use smartpay_store::{SqliteOptions, SqliteStore, Store};
@@ -10,8 +11,11 @@ use tokio::sync::watch;
 
 use crate::auth::{self, Authenticator};
 use crate::config::{Config, Mode};
+use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::secrets::ServerKeys;
+use smartpay_providers::sandbox::ConnectorConfig;
+use smartpay_providers::{ProvidersConfig, Registry};
 
 /// Everything a request handler or worker may need.
 pub struct AppState {
@@ -22,6 +26,13 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Idempotency claims being executed right now: (merchant, scope, key).
     pub in_flight: Mutex<HashSet<(String, &'static str, String)>>,
+    /// Card submissions per client IP and per merchant.
+    pub ip_limiter: Limiter,
+    pub merchant_limiter: Limiter,
+    /// This server's base URL as browsers reach it, known once the listener is bound.
+    public_base: OnceLock<String>,
+    local_addr: OnceLock<std::net::SocketAddr>,
+    providers: OnceLock<Registry>,
 }
 
 /// Opens the store and the key material named by `config`.
@@ -48,13 +59,49 @@ impl AppState {
         )
         .await?;
         Ok(Arc::new(AppState {
+            ip_limiter: Limiter::new(config.ip_submits_per_minute),
+            merchant_limiter: Limiter::new(config.merchant_submits_per_minute),
             config,
             store,
             secrets,
             auth,
             metrics: Metrics::default(),
             in_flight: Mutex::new(HashSet::new()),
+            public_base: OnceLock::new(),
+            local_addr: OnceLock::new(),
+            providers: OnceLock::new(),
         }))
+    }
+
+    /// The base URL browsers use: `public_url`, or `http://` and the bound address.
+    pub fn public_base(&self) -> &str {
+        self.public_base.get().map_or("http://127.0.0.1:8080", String::as_str)
+    }
+
+    /// The sandbox acquirer's configuration, served at `/sandbox-acquirer`.
+    pub fn acquirer_config(&self) -> smartpay_providers::sandbox::acquirer::AcquirerConfig {
+        smartpay_providers::sandbox::acquirer::AcquirerConfig {
+            latency: Duration::from_millis(self.config.sandbox_latency_ms),
+            pending_delay: Duration::from_millis(self.config.sandbox_pending_delay_ms),
+            slow_delay: Duration::from_millis(self.config.sandbox_slow_delay_ms),
+            public_base: format!("{}/sandbox-acquirer", self.public_base()),
+        }
+    }
+
+    /// The enabled providers.
+    pub fn providers(&self) -> &Registry {
+        self.providers.get_or_init(|| {
+            let mut config = ProvidersConfig::default();
+            if self.config.sandbox_enabled() {
+                // The connector reaches the acquirer over loopback HTTP, as it would a real one.
+                let addr = self.local_addr.get().copied().unwrap_or(self.config.listen);
+                config.sandbox = Some(ConnectorConfig {
+                    base_url: format!("http://{addr}/sandbox-acquirer"),
+                    timeout: Duration::from_millis(self.config.provider_timeout_ms),
+                });
+            }
+            Registry::new(&config)
+        })
     }
 }
 
@@ -92,6 +139,8 @@ pub async fn start(state: Arc<AppState>) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("listening on {}", state.config.listen))?;
     let local_addr = listener.local_addr()?;
+    let _ = state.local_addr.set(local_addr);
+    let _ = state.public_base.set(state.config.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}")));
     let (tx, rx) = watch::channel(false);
     let router = crate::http::router(state.clone());
     let mut server_rx = rx.clone();

@@ -55,6 +55,25 @@ pub struct Config {
     pub store_readers: usize,
     /// Create a sandbox merchant on first start (sandbox mode only).
     pub bootstrap_sandbox_merchant: bool,
+    /// Serve the sandbox acquirer at `/sandbox-acquirer` and pay through it. On by default in
+    /// sandbox mode; production mode refuses it unless `allow_sandbox_in_production` is set.
+    pub sandbox_acquirer: Option<bool>,
+    pub allow_sandbox_in_production: bool,
+    /// Sandbox acquirer: added latency, how long pending cards stay pending, and how long the
+    /// "no answer in time" card makes SmartPay wait.
+    pub sandbox_latency_ms: u64,
+    pub sandbox_pending_delay_ms: u64,
+    pub sandbox_slow_delay_ms: u64,
+    /// Longest wait for a provider's answer before the outcome counts as unknown.
+    pub provider_timeout_ms: u64,
+    /// Card submissions allowed per checkout (valid or not); then the checkout is locked.
+    pub max_card_attempts: u32,
+    /// Card submissions per client IP per minute, and per merchant per minute.
+    pub ip_submits_per_minute: u32,
+    pub merchant_submits_per_minute: u32,
+    /// Origins allowed to embed each merchant's widget, in addition to those registered with
+    /// `smartpay merchant origins add`: `{ "<merchantKey>" = ["https://shop.example"] }`.
+    pub widget_origins: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for Config {
@@ -76,6 +95,16 @@ impl Default for Config {
             auth_refresh_ms: 1000,
             store_readers: 4,
             bootstrap_sandbox_merchant: true,
+            sandbox_acquirer: None,
+            allow_sandbox_in_production: false,
+            sandbox_latency_ms: 0,
+            sandbox_pending_delay_ms: 5000,
+            sandbox_slow_delay_ms: 30_000,
+            provider_timeout_ms: 10_000,
+            max_card_attempts: 5,
+            ip_submits_per_minute: 20,
+            merchant_submits_per_minute: 6000,
+            widget_origins: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -137,6 +166,20 @@ impl Config {
                 "AUTH_REFRESH_MS" => cfg.auth_refresh_ms = num(&value)?,
                 "STORE_READERS" => cfg.store_readers = usize::try_from(num(&value)?).map_err(|_| bad("too large"))?,
                 "BOOTSTRAP_SANDBOX_MERCHANT" => cfg.bootstrap_sandbox_merchant = value == "true" || value == "1",
+                "SANDBOX_ACQUIRER" => cfg.sandbox_acquirer = Some(value == "true" || value == "1"),
+                "SANDBOX_LATENCY_MS" => cfg.sandbox_latency_ms = num(&value)?,
+                "SANDBOX_PENDING_DELAY_MS" => cfg.sandbox_pending_delay_ms = num(&value)?,
+                "SANDBOX_SLOW_DELAY_MS" => cfg.sandbox_slow_delay_ms = num(&value)?,
+                "PROVIDER_TIMEOUT_MS" => cfg.provider_timeout_ms = num(&value)?,
+                "MAX_CARD_ATTEMPTS" => {
+                    cfg.max_card_attempts = u32::try_from(num(&value)?).map_err(|_| bad("too large"))?
+                }
+                "IP_SUBMITS_PER_MINUTE" => {
+                    cfg.ip_submits_per_minute = u32::try_from(num(&value)?).map_err(|_| bad("too large"))?
+                }
+                "MERCHANT_SUBMITS_PER_MINUTE" => {
+                    cfg.merchant_submits_per_minute = u32::try_from(num(&value)?).map_err(|_| bad("too large"))?
+                }
                 "CONFIG" => {}
                 _ => return Err(bad("unknown setting")),
             }
@@ -161,6 +204,20 @@ impl Config {
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid("max_body_bytes must be at least 1024".into()));
         }
+        if self.mode == Mode::Production && self.sandbox_acquirer == Some(true) && !self.allow_sandbox_in_production {
+            return Err(ConfigError::Invalid(
+                "production mode refuses the sandbox acquirer unless allow_sandbox_in_production is set".into(),
+            ));
+        }
+        for (merchant, origins) in &self.widget_origins {
+            for o in origins {
+                if crate::widget::normalize_origin(o).is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "widget_origins.{merchant}: {o:?} is not an origin (scheme://host[:port])"
+                    )));
+                }
+            }
+        }
         if self.mode == Mode::Production && self.master_key_file.is_none() {
             return Err(ConfigError::Invalid(
                 "production mode requires master_key_file (explicit key material)".into(),
@@ -175,6 +232,11 @@ impl Config {
 
     pub fn master_key_path(&self) -> PathBuf {
         self.master_key_file.clone().unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    /// Whether the sandbox acquirer is served and used.
+    pub fn sandbox_enabled(&self) -> bool {
+        self.sandbox_acquirer.unwrap_or(self.mode == Mode::Sandbox)
     }
 
     /// The token issuer: `public_url`, or the listen address.

@@ -74,6 +74,21 @@ pub enum ApiError {
     IdempotencyConflict { property: &'static str },
     #[error("request in progress on {property}")]
     RequestInProgress { property: &'static str },
+    /// The checkout token's checkout expired.
+    #[error("checkout expired")]
+    CheckoutExpired,
+    /// Too many requests from this client or for this merchant.
+    #[error("rate limited")]
+    RateLimited { retry_after: u64 },
+    /// The payment's status does not allow the operation.
+    #[error("invalid state {status}")]
+    InvalidState { status: smartpay_domain::PaymentStatus },
+    /// A widget call from an origin other than SmartPay's own.
+    #[error("forbidden origin")]
+    ForbiddenOrigin,
+    /// Too many card submissions on one checkout.
+    #[error("checkout locked")]
+    CheckoutLocked,
     #[error("store unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]

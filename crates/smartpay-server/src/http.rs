@@ -6,6 +6,7 @@ mod extract;
 mod handlers;
 pub mod i18n;
 pub mod openapi;
+mod widget;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,10 +39,29 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/ready", get(handlers::ready))
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(handlers::openapi_json))
+        .route("/sdk/smp-bundle.js", get(widget::loader))
+        .route("/sdk/integrity.json", get(widget::integrity))
+        .route("/sdk/bins.json", get(widget::bins))
+        .route("/widget/frame", get(widget::frame))
+        .route("/widget/frame.js", get(widget::frame_js))
+        .route("/widget/frame.css", get(widget::frame_css))
+        .route("/widget/challenge-return", get(widget::challenge_return))
+        .route("/widget/challenge-return.js", get(widget::return_js))
+        .route("/widget/api/payments", post(widget::submit))
+        .route("/widget/api/payments/complete", post(widget::complete))
+        .route("/checkout/{checkoutToken}", get(widget::hosted))
+        .route("/widget/hosted.js", get(widget::hosted_js))
+        .route("/demo", get(widget::demo))
+        .route("/demo/demo.js", get(widget::demo_js))
+        .route("/demo/api/checkouts", post(widget::demo_checkout))
+        .route("/demo/api/status/{transactionId}", get(widget::demo_status))
         .route_layer(middleware::from_fn(tag_route));
-    Router::new()
-        .merge(api)
-        .merge(openapi::docs_ui())
+    let mut app = Router::new().merge(api);
+    if state.config.sandbox_enabled() {
+        app = app
+            .nest_service("/sandbox-acquirer", smartpay_providers::sandbox::acquirer::router(state.acquirer_config()));
+    }
+    app.merge(openapi::docs_ui())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {

@@ -5,12 +5,15 @@ pub mod app;
 pub mod auth;
 pub mod checkout;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod http;
+pub mod limiter;
 pub mod metrics;
 pub mod provision;
 pub mod secrets;
 pub mod telemetry;
+pub mod widget;
 pub mod workers;
 
 pub use app::{AppState, Running, open_store, start};

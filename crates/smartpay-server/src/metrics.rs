@@ -29,6 +29,7 @@ pub struct Counters {
     pub tokens_issued: AtomicU64,
     pub auth_failures_basic: AtomicU64,
     pub auth_failures_bearer: AtomicU64,
+    pub card_submissions: AtomicU64,
 }
 
 /// Everything recorded for one route template.
@@ -118,6 +119,7 @@ impl Metrics {
             ),
             ("smartpay_checkouts_expired_total", "Checkouts moved to EXPIRED by the sweep.", &c.checkouts_expired),
             ("smartpay_oauth_tokens_issued_total", "Access tokens issued.", &c.tokens_issued),
+            ("smartpay_card_submissions_total", "Cards sent to a provider for authorization.", &c.card_submissions),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
         }

@@ -76,6 +76,35 @@ pub trait Store: Send + Sync + 'static {
     fn create_checkout(&self, checkout: NewCheckout) -> StoreFuture<'_, CreateOutcome>;
     /// A merchant's payment with its status history; another merchant's is `None`.
     fn payment(&self, merchant_id: &str, id: &str) -> StoreFuture<'_, Option<Payment>>;
+    /// The checkout a checkout token's digest belongs to, with its merchant.
+    fn payment_by_token(&self, token_digest: &[u8]) -> StoreFuture<'_, Option<Payment>>;
+    /// Counts one card submission; `None` when `max` submissions were already made.
+    fn count_attempt(&self, payment_id: &str, max: u32) -> StoreFuture<'_, Option<u32>>;
+    /// Applies `event` to a payment that is in status `from`: the new status is the one
+    /// `smartpay_domain::status::transition` decides, written with `update` and a history row
+    /// in one transaction. `None` when the payment was no longer in `from` (someone else moved
+    /// it first) — nothing is written then.
+    fn apply_event(
+        &self,
+        payment_id: &str,
+        from: smartpay_domain::PaymentStatus,
+        event: smartpay_domain::Event,
+        at: Millis,
+        update: PaymentUpdate,
+    ) -> StoreFuture<'_, Option<smartpay_domain::PaymentStatus>>;
+    /// Records facts (provider reference, pending challenge) on a payment that is still in
+    /// `status`, without changing it. `false` when it moved on meanwhile.
+    fn record_facts(
+        &self,
+        payment_id: &str,
+        status: smartpay_domain::PaymentStatus,
+        update: PaymentUpdate,
+    ) -> StoreFuture<'_, bool>;
+    /// Origins allowed to embed a merchant's widget.
+    fn origins(&self, merchant_id: &str) -> StoreFuture<'_, Vec<String>>;
+    fn add_origin(&self, merchant_id: &str, origin: &str, at: Millis) -> StoreFuture<'_, ()>;
+    /// `NotFound` when the origin was not registered.
+    fn remove_origin(&self, merchant_id: &str, origin: &str) -> StoreFuture<'_, ()>;
     /// Moves up to `limit` checkouts whose lifetime ended at `now` to `EXPIRED`.
     fn expire_due(&self, now: Millis, limit: u32) -> StoreFuture<'_, Vec<Expired>>;
     /// Deletes idempotency records that expired before `now`.

@@ -165,6 +165,13 @@ pub struct Payment {
     pub mit: bool,
     /// Subject of the verified `X-Access-Token` the checkout was created with.
     pub identity_subject: Option<String>,
+    /// The provider that handles the payment, once a payment option was submitted.
+    pub provider: Option<String>,
+    /// Card submissions so far (valid or not).
+    pub attempts: u32,
+    pub decline_code: Option<String>,
+    /// The 3-D Secure challenge the shopper must pass, while one is pending.
+    pub challenge_url: Option<String>,
     pub created_at: Millis,
     pub last_status_at: Millis,
     pub expires_at: Millis,
@@ -176,4 +183,17 @@ pub struct Payment {
 pub struct Expired {
     pub payment_id: String,
     pub merchant_id: String,
+}
+
+/// Facts recorded with a status change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaymentUpdate {
+    pub provider: Option<String>,
+    pub reconciliation_reference_id: Option<String>,
+    pub payment_method: Option<String>,
+    pub decline_code: Option<String>,
+    /// `Some(None)` clears a pending challenge.
+    pub challenge_url: Option<Option<String>>,
+    /// Why, for the history row (never card data).
+    pub reason: Option<String>,
 }

@@ -177,7 +177,9 @@ async fn authorize(State(acq): State<Shared>, Json(req): Json<wire::Authorizatio
             Behaviour::Decline(code) => ("DECLINED", Some(code)),
             Behaviour::Challenge => ("CHALLENGE", None),
             Behaviour::PendingThenApprove | Behaviour::PendingThenDecline => ("PENDING", None),
-            Behaviour::Approve | Behaviour::Slow | Behaviour::CaptureFails | Behaviour::RefundFails => ("AUTHORIZED", None),
+            Behaviour::Approve | Behaviour::Slow | Behaviour::CaptureFails | Behaviour::RefundFails => {
+                ("AUTHORIZED", None)
+            }
         };
         let auth = Auth {
             id: crate::new_reference(),
@@ -255,15 +257,27 @@ async fn modify(acq: &Acquirer, id: &str, kind: &'static str, req: &wire::Modifi
     Json(m).into_response()
 }
 
-async fn capture(State(acq): State<Shared>, Path(id): Path<String>, Json(req): Json<wire::ModificationRequest>) -> Response {
+async fn capture(
+    State(acq): State<Shared>,
+    Path(id): Path<String>,
+    Json(req): Json<wire::ModificationRequest>,
+) -> Response {
     modify(&acq, &id, "captures", &req).await
 }
 
-async fn refund(State(acq): State<Shared>, Path(id): Path<String>, Json(req): Json<wire::ModificationRequest>) -> Response {
+async fn refund(
+    State(acq): State<Shared>,
+    Path(id): Path<String>,
+    Json(req): Json<wire::ModificationRequest>,
+) -> Response {
     modify(&acq, &id, "refunds", &req).await
 }
 
-async fn cancel(State(acq): State<Shared>, Path(id): Path<String>, Json(req): Json<wire::ModificationRequest>) -> Response {
+async fn cancel(
+    State(acq): State<Shared>,
+    Path(id): Path<String>,
+    Json(req): Json<wire::ModificationRequest>,
+) -> Response {
     modify(&acq, &id, "cancellations", &req).await
 }
 
@@ -277,7 +291,9 @@ fn page(body: &str) -> Response {
     // No script at all on the challenge page; forms only post to itself.
     r.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:; base-uri 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:; base-uri 'none'",
+        ),
     );
     r.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     r

@@ -32,7 +32,10 @@ pub fn decline_reason(code: Option<&str>) -> DeclineReason {
 pub fn authorize_outcome(a: &wire::Authorization) -> AuthorizeOutcome {
     match a.status.as_str() {
         "AUTHORIZED" => AuthorizeOutcome::Authorized { reference: a.id.clone() },
-        "DECLINED" => AuthorizeOutcome::Declined { reference: Some(a.id.clone()), reason: decline_reason(a.decline_code.as_deref()) },
+        "DECLINED" => AuthorizeOutcome::Declined {
+            reference: Some(a.id.clone()),
+            reason: decline_reason(a.decline_code.as_deref()),
+        },
         "PENDING" => AuthorizeOutcome::Pending { reference: a.id.clone() },
         "CHALLENGE" => match &a.challenge_url {
             Some(url) => AuthorizeOutcome::ChallengeRequired { reference: a.id.clone(), url: url.clone() },

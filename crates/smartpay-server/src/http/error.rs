@@ -27,6 +27,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut challenges: Vec<&'static str> = Vec::new();
         let mut retry_after = None;
+        let mut retry_after_owned: Option<String> = None;
         let (status, problems, ignored) = match self {
             ApiError::Invalid { problems, ignored } => (StatusCode::BAD_REQUEST, problems, ignored),
             ApiError::MalformedJson(e) => (
@@ -80,6 +81,23 @@ impl IntoResponse for ApiError {
                 retry_after = Some("1");
                 (StatusCode::CONFLICT, vec![Problem::new("request_in_progress").at(property)], vec![])
             }
+            ApiError::CheckoutExpired => {
+                challenges.push("CheckoutToken realm=\"SmartPay widget\"");
+                (StatusCode::UNAUTHORIZED, vec![Problem::new("checkout_expired").at("checkoutToken")], vec![])
+            }
+            ApiError::RateLimited { retry_after } => {
+                retry_after_owned = Some(retry_after.to_string());
+                (StatusCode::TOO_MANY_REQUESTS, vec![Problem::new("rate_limited")], vec![])
+            }
+            ApiError::InvalidState { status } => (
+                StatusCode::CONFLICT,
+                vec![Problem::new("invalid_state").with("paymentStatus", Fact::Text(status.as_str().into()))],
+                vec![],
+            ),
+            ApiError::ForbiddenOrigin => {
+                (StatusCode::FORBIDDEN, vec![Problem::new("forbidden_origin").at("Origin")], vec![])
+            }
+            ApiError::CheckoutLocked => (StatusCode::CONFLICT, vec![Problem::new("checkout_locked")], vec![]),
             ApiError::Unavailable(reason) => {
                 tracing::error!(%reason, "store unavailable");
                 retry_after = Some("5");
@@ -96,6 +114,9 @@ impl IntoResponse for ApiError {
         }
         if let Some(r) = retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(r));
+        }
+        if let Some(r) = retry_after_owned.and_then(|r| HeaderValue::from_str(&r).ok()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, r);
         }
         resp.extensions_mut().insert(ErrorSpec { problems, ignored });
         resp

@@ -126,6 +126,22 @@ pub fn message(p: &Problem, lang: Lang) -> String {
         "request_in_progress" => "A request with this key is still being processed. Retry later.".into(),
         "invalid_header" if de => format!("Ungültiger Header: {}.", f("rule")),
         "invalid_header" => format!("Invalid header: {}.", f("rule")),
+        "forbidden_origin" if de => "Diese Herkunft ist nicht erlaubt.".into(),
+        "forbidden_origin" => "This origin is not allowed.".into(),
+        "checkout_expired" if de => "Dieser Checkout ist abgelaufen.".into(),
+        "checkout_expired" => "This checkout has expired.".into(),
+        "rate_limited" if de => "Zu viele Anfragen. Bitte später erneut versuchen.".into(),
+        "rate_limited" => "Too many requests. Retry later.".into(),
+        "invalid_state" if de => format!("Im Status {} ist das nicht möglich.", f("paymentStatus")),
+        "invalid_state" => format!("Not possible in status {}.", f("paymentStatus")),
+        "checkout_locked" if de => "Zu viele Zahlungsversuche für diesen Checkout.".into(),
+        "checkout_locked" => "Too many payment attempts on this checkout.".into(),
+        "invalid_card_data" if de => "Ungültige Kartenangabe.".into(),
+        "invalid_card_data" => "Invalid card data.".into(),
+        "card_expired" if de => "Die Karte ist abgelaufen.".into(),
+        "card_expired" => "The card has expired.".into(),
+        "unsupported_card_brand" if de => "Diese Kartenmarke wird nicht unterstützt.".into(),
+        "unsupported_card_brand" => "This card brand is not supported.".into(),
         "service_unavailable" if de => {
             "Der Dienst ist vorübergehend nicht verfügbar. Bitte später erneut versuchen.".into()
         }

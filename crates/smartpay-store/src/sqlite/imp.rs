@@ -178,16 +178,24 @@ fn create_checkout_tx(conn: &Connection, c: &NewCheckout) -> Result<CreateOutcom
     Ok(CreateOutcome::Created)
 }
 
+const PAYMENT_COLUMNS: &str =
+    "id, merchant_id, status, amount_minor, currency, description, partner_reference, customer_account_id,
+    external_order_reference, custom_references, payment_method, reconciliation_reference_id, mit,
+    created_at_ms, last_status_at_ms, expires_at_ms, identity_subject, provider, attempts, decline_code, challenge_url";
+
 fn read_payment(conn: &Connection, merchant_id: &str, id: &str) -> Result<Option<Payment>, StoreError> {
+    read_payment_where(conn, "id = ?1 AND merchant_id = ?2", params![id, merchant_id])
+}
+
+fn read_payment_where(
+    conn: &Connection,
+    condition: &str,
+    args: impl rusqlite::Params,
+) -> Result<Option<Payment>, StoreError> {
     let row = conn
-        .prepare_cached(
-            "SELECT id, merchant_id, status, amount_minor, currency, description, partner_reference, customer_account_id,
-                    external_order_reference, custom_references, payment_method, reconciliation_reference_id, mit,
-                    created_at_ms, last_status_at_ms, expires_at_ms, identity_subject
-             FROM payments WHERE id = ?1 AND merchant_id = ?2",
-        )
+        .prepare_cached(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE {condition}"))
         .and_then(|mut s| {
-            s.query_row(params![id, merchant_id], |r| {
+            s.query_row(args, |r| {
                 Ok((
                     Payment {
                         id: r.get(0)?,
@@ -204,6 +212,10 @@ fn read_payment(conn: &Connection, merchant_id: &str, id: &str) -> Result<Option
                         reconciliation_reference_id: r.get(11)?,
                         mit: r.get::<_, i64>(12)? != 0,
                         identity_subject: r.get(16)?,
+                        provider: r.get(17)?,
+                        attempts: r.get(18)?,
+                        decline_code: r.get(19)?,
+                        challenge_url: r.get(20)?,
                         created_at: Millis(r.get(13)?),
                         last_status_at: Millis(r.get(14)?),
                         expires_at: Millis(r.get(15)?),
@@ -252,7 +264,148 @@ fn expire_tx(conn: &Connection, now: Millis, limit: u32) -> Result<Vec<Expired>,
     Ok(expired)
 }
 
+fn apply_event_tx(
+    conn: &Connection,
+    payment_id: &str,
+    from: PaymentStatus,
+    event: Event,
+    at: Millis,
+    u: &PaymentUpdate,
+) -> Result<Option<PaymentStatus>, StoreError> {
+    let to = transition(from, event).map_err(|e| StoreError::Conflict(e.to_string()))?;
+    let changed = conn
+        .prepare_cached(
+            "UPDATE payments SET status = ?1, last_status_at_ms = ?2,
+                provider = COALESCE(?3, provider),
+                reconciliation_reference_id = COALESCE(?4, reconciliation_reference_id),
+                payment_method = COALESCE(?5, payment_method),
+                decline_code = COALESCE(?6, decline_code),
+                challenge_url = CASE WHEN ?7 THEN ?8 ELSE challenge_url END
+             WHERE id = ?9 AND status = ?10",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                to.as_str(),
+                at.0,
+                u.provider,
+                u.reconciliation_reference_id,
+                u.payment_method,
+                u.decline_code,
+                u.challenge_url.is_some(),
+                u.challenge_url.clone().flatten(),
+                payment_id,
+                from.as_str()
+            ])
+        })
+        .map_err(map_err)?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    // A self-transition (e.g. a further capture on CAPTURED) changes facts, not the status:
+    // it gets no history row.
+    if to != from {
+        conn.prepare_cached(
+            "INSERT INTO payment_status_history (payment_id, seq, status, at_ms, reason)
+             SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4 FROM payment_status_history WHERE payment_id = ?1",
+        )
+        .and_then(|mut s| s.execute(params![payment_id, to.as_str(), at.0, u.reason]))
+        .map_err(map_err)?;
+    }
+    Ok(Some(to))
+}
+
 impl Store for SqliteStore {
+    fn payment_by_token(&self, token_digest: &[u8]) -> StoreFuture<'_, Option<Payment>> {
+        ready(self.read(|c| read_payment_where(c, "token_digest = ?1", params![token_digest])))
+    }
+
+    fn count_attempt(&self, payment_id: &str, max: u32) -> StoreFuture<'_, Option<u32>> {
+        let id = payment_id.to_owned();
+        boxed(self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE payments SET attempts = attempts + 1 WHERE id = ?1 AND attempts < ?2 RETURNING attempts",
+            )
+            .and_then(|mut s| s.query_row(params![id, max], |r| r.get(0)).optional())
+            .map_err(map_err)
+        }))
+    }
+
+    fn apply_event(
+        &self,
+        payment_id: &str,
+        from: PaymentStatus,
+        event: Event,
+        at: Millis,
+        update: PaymentUpdate,
+    ) -> StoreFuture<'_, Option<PaymentStatus>> {
+        let id = payment_id.to_owned();
+        boxed(self.write(move |c| apply_event_tx(c, &id, from, event, at, &update)))
+    }
+
+    fn record_facts(&self, payment_id: &str, status: PaymentStatus, u: PaymentUpdate) -> StoreFuture<'_, bool> {
+        let id = payment_id.to_owned();
+        boxed(self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE payments SET provider = COALESCE(?1, provider),
+                        reconciliation_reference_id = COALESCE(?2, reconciliation_reference_id),
+                        payment_method = COALESCE(?3, payment_method),
+                        decline_code = COALESCE(?4, decline_code),
+                        challenge_url = CASE WHEN ?5 THEN ?6 ELSE challenge_url END
+                     WHERE id = ?7 AND status = ?8",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        u.provider,
+                        u.reconciliation_reference_id,
+                        u.payment_method,
+                        u.decline_code,
+                        u.challenge_url.is_some(),
+                        u.challenge_url.clone().flatten(),
+                        id,
+                        status.as_str()
+                    ])
+                })
+                .map_err(map_err)?;
+            Ok(n > 0)
+        }))
+    }
+
+    fn origins(&self, merchant_id: &str) -> StoreFuture<'_, Vec<String>> {
+        ready(self.read(|c| {
+            let mut s = c
+                .prepare_cached("SELECT origin FROM merchant_origins WHERE merchant_id = ?1 ORDER BY origin")
+                .map_err(map_err)?;
+            let rows = s.query_map([merchant_id], |r| r.get(0)).map_err(map_err)?;
+            rows.collect::<Result<_, _>>().map_err(map_err)
+        }))
+    }
+
+    fn add_origin(&self, merchant_id: &str, origin: &str, at: Millis) -> StoreFuture<'_, ()> {
+        let (m, o) = (merchant_id.to_owned(), origin.to_owned());
+        boxed(self.write(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO merchant_origins (merchant_id, origin, created_at_ms) VALUES (?1, ?2, ?3)",
+                params![m, o, at.0],
+            )
+            .map_err(map_err)?;
+            bump_epoch(c)
+        }))
+    }
+
+    fn remove_origin(&self, merchant_id: &str, origin: &str) -> StoreFuture<'_, ()> {
+        let (m, o) = (merchant_id.to_owned(), origin.to_owned());
+        boxed(self.write(move |c| {
+            let n = c
+                .execute("DELETE FROM merchant_origins WHERE merchant_id = ?1 AND origin = ?2", params![m, o])
+                .map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            bump_epoch(c)
+        }))
+    }
+
     fn stats(&self) -> Option<&StoreStats> {
         Some(&self.stats)
     }

@@ -6,7 +6,10 @@ use rusqlite::Connection;
 use super::map_err;
 use crate::StoreError;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql")),
+    (2, "card_payments", include_str!("../../migrations/sqlite/0002_card_payments.sql")),
+];
 
 /// Applies every migration the database has not seen yet.
 pub fn run(conn: &mut Connection) -> Result<(), StoreError> {

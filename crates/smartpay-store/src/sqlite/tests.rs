@@ -204,3 +204,88 @@ async fn the_database_refuses_statuses_outside_the_model() {
         store.write(|c| c.execute("UPDATE payments SET status = 'PAID' WHERE id = 'p1'", []).map_err(map_err)).await;
     assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
 }
+
+#[tokio::test]
+async fn events_move_a_payment_only_from_the_expected_status() {
+    use smartpay_domain::Event;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    merchant(&store, "m1").await;
+    store.create_checkout(checkout("p1", "m1", vec![])).await.unwrap();
+    let found = store.payment_by_token(b"p1").await.unwrap().unwrap();
+    assert_eq!(found.id, "p1");
+    let at = Millis(2_000);
+    let to = store
+        .apply_event(
+            "p1",
+            PaymentStatus::Created,
+            Event::AuthorizationRequested,
+            at,
+            PaymentUpdate { provider: Some("sandbox".into()), ..Default::default() },
+        )
+        .await
+        .unwrap();
+    assert_eq!(to, Some(PaymentStatus::AuthorizationPending));
+    // A second, racing submit expected CREATED: nothing happens.
+    assert_eq!(
+        store
+            .apply_event("p1", PaymentStatus::Created, Event::AuthorizationRequested, at, PaymentUpdate::default())
+            .await
+            .unwrap(),
+        None
+    );
+    let update = PaymentUpdate {
+        reconciliation_reference_id: Some("ref".into()),
+        payment_method: Some("VISA".into()),
+        challenge_url: Some(None),
+        reason: Some("authorized".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store.apply_event("p1", PaymentStatus::AuthorizationPending, Event::Authorized, at, update).await.unwrap(),
+        Some(PaymentStatus::AuthorizationCompleted)
+    );
+    // Transitions the model forbids are refused by the domain function, not written.
+    assert!(
+        store
+            .apply_event("p1", PaymentStatus::AuthorizationCompleted, Event::Expired, at, PaymentUpdate::default())
+            .await
+            .is_err()
+    );
+    let p = store.payment("m1", "p1").await.unwrap().unwrap();
+    assert_eq!(p.status, PaymentStatus::AuthorizationCompleted);
+    assert_eq!(
+        (p.payment_method.as_str(), p.reconciliation_reference_id.as_deref(), p.provider.as_deref()),
+        ("VISA", Some("ref"), Some("sandbox"))
+    );
+    assert_eq!(
+        p.history.iter().map(|h| h.status).collect::<Vec<_>>(),
+        [PaymentStatus::Created, PaymentStatus::AuthorizationPending, PaymentStatus::AuthorizationCompleted]
+    );
+}
+
+#[tokio::test]
+async fn card_submissions_are_capped_per_checkout() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    merchant(&store, "m1").await;
+    store.create_checkout(checkout("p1", "m1", vec![])).await.unwrap();
+    for n in 1..=3 {
+        assert_eq!(store.count_attempt("p1", 3).await.unwrap(), Some(n));
+    }
+    assert_eq!(store.count_attempt("p1", 3).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn embedding_origins_are_kept_per_merchant() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    merchant(&store, "m1").await;
+    merchant(&store, "m2").await;
+    store.add_origin("m1", "https://shop.example", Millis(1)).await.unwrap();
+    store.add_origin("m1", "https://shop.example", Millis(2)).await.unwrap();
+    assert_eq!(store.origins("m1").await.unwrap(), ["https://shop.example"]);
+    assert!(store.origins("m2").await.unwrap().is_empty());
+    store.remove_origin("m1", "https://shop.example").await.unwrap();
+    assert!(matches!(store.remove_origin("m1", "https://shop.example").await, Err(StoreError::NotFound)));
+}

@@ -1,0 +1,295 @@
+//! The payment engine: a shopper's card submission through a provider, 3-D Secure completion,
+//! and automatic capture. Phases: find the checkout by its token → defend (rate limits, attempt
+//! cap) → validate the card → CREATED → AUTHORIZATION_PENDING → ask the provider → record its
+//! outcome → capture when the merchant captures automatically. Every status change goes through
+//! `Store::apply_event`, i.e. through the domain's transition function, with a history row.
+//!
+//! Card numbers and CVCs exist only in memory for the provider call: they are never stored,
+//! logged or returned (masked types, canary-tested).
+
+use std::sync::atomic::Ordering;
+
+use smartpay_domain::card::{CardError, CardNumber, Cvc, Expiry};
+use smartpay_domain::{Event, Millis, PaymentStatus};
+use smartpay_providers::{
+    AuthorizeOutcome, AuthorizeRequest, Card, ModifyOutcome, ModifyRequest, Provider, ProviderStatus,
+};
+use smartpay_store::{Payment, PaymentUpdate};
+
+use crate::app::AppState;
+use crate::error::{ApiError, Problem};
+
+/// What the shopper typed, straight from the card frame.
+pub struct CardInput {
+    pub number: String,
+    pub expiry: String,
+    pub cvc: String,
+    pub holder_name: Option<String>,
+}
+
+/// What the widget learns: never a decline reason in detail (fraud), never card data.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentAnswer {
+    pub transaction_id: String,
+    pub transaction_status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenge_url: Option<String>,
+    /// A message id the widget translates (`result:authorized`, `result:declined`, …).
+    pub message: &'static str,
+}
+
+/// The checkout a widget token belongs to; 404 for unknown tokens, 401 once it expired.
+pub async fn checkout_for_token(state: &AppState, token: &str) -> Result<Payment, ApiError> {
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ApiError::NotFound);
+    }
+    let digest = state.secrets.token_digest(token);
+    let p = state.store.payment_by_token(&digest).await?.ok_or(ApiError::NotFound)?;
+    let expired =
+        p.status == PaymentStatus::Expired || (p.status == PaymentStatus::Created && p.expires_at <= Millis::now());
+    if expired {
+        return Err(ApiError::CheckoutExpired);
+    }
+    Ok(p)
+}
+
+fn card_problem(e: CardError) -> Problem {
+    let code = match e {
+        CardError::Expired => "card_expired",
+        CardError::Brand => "unsupported_card_brand",
+        _ => "invalid_card_data",
+    };
+    Problem::new(code).at(e.property())
+}
+
+fn today() -> (i64, u32) {
+    let iso = Millis::now().to_iso8601();
+    (iso[..4].parse().unwrap_or(2026), iso[5..7].parse().unwrap_or(1))
+}
+
+/// Parses and checks the card, reporting every bad field (by name, never by value).
+fn parse_card(input: &CardInput) -> Result<(Card, &'static str), ApiError> {
+    let mut problems = Vec::new();
+    let number = CardNumber::parse(&input.number).map_err(|e| problems.push(card_problem(e))).ok();
+    let expiry = Expiry::parse(&input.expiry, today()).map_err(|e| problems.push(card_problem(e))).ok();
+    let cvc = number
+        .as_ref()
+        .and_then(|(_, brand)| Cvc::parse(&input.cvc, *brand).map_err(|e| problems.push(card_problem(e))).ok());
+    let holder = input.holder_name.as_deref().map(str::trim).filter(|h| !h.is_empty());
+    if let Some(h) = holder
+        && (h.chars().count() > 100 || h.chars().any(smartpay_domain::schema::is_forbidden_char))
+    {
+        problems.push(card_problem(CardError::Holder));
+    }
+    match (number, expiry, cvc) {
+        (Some((number, brand)), Some(expiry), Some(cvc)) if problems.is_empty() => {
+            Ok((Card { number, expiry, cvc, holder: holder.map(str::to_owned) }, brand.code()))
+        }
+        _ => Err(ApiError::Invalid { problems, ignored: vec![] }),
+    }
+}
+
+fn provider(state: &AppState) -> Result<std::sync::Arc<dyn Provider>, ApiError> {
+    state.providers().get("sandbox").ok_or_else(|| ApiError::Internal("no card provider is enabled".into()))
+}
+
+/// The shopper submits a card for the checkout `token`.
+pub async fn submit_card(
+    state: &AppState,
+    token: &str,
+    input: CardInput,
+    client_ip: &str,
+) -> Result<PaymentAnswer, ApiError> {
+    let payment = checkout_for_token(state, token).await?;
+    // Card-testing defence: velocity per client and per merchant, then a cap per checkout.
+    state.ip_limiter.check(client_ip).map_err(|wait| ApiError::RateLimited { retry_after: wait })?;
+    state.merchant_limiter.check(&payment.merchant_id).map_err(|wait| ApiError::RateLimited { retry_after: wait })?;
+    if payment.status != PaymentStatus::Created {
+        return Err(ApiError::InvalidState { status: payment.status });
+    }
+    if state.store.count_attempt(&payment.id, state.config.max_card_attempts).await?.is_none() {
+        tracing::warn!(transaction_id = %payment.id, "card submissions capped: checkout locked");
+        return Err(ApiError::CheckoutLocked);
+    }
+    let (card, method) = parse_card(&input)?;
+    let provider = provider(state)?;
+    let now = Millis::now();
+    let started = state
+        .store
+        .apply_event(
+            &payment.id,
+            PaymentStatus::Created,
+            Event::AuthorizationRequested,
+            now,
+            PaymentUpdate {
+                provider: Some(provider.name().into()),
+                payment_method: Some(method.into()),
+                ..Default::default()
+            },
+        )
+        .await?;
+    if started.is_none() {
+        // Another submission won the race.
+        return Err(ApiError::InvalidState { status: PaymentStatus::AuthorizationPending });
+    }
+    let return_url = format!("{}/widget/challenge-return", state.public_base());
+    let outcome = provider
+        .authorize(AuthorizeRequest {
+            payment_id: payment.id.clone(),
+            amount_minor: payment.amount_minor,
+            currency: payment.currency.clone(),
+            card,
+            return_url: Some(return_url),
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    state.metrics.counters.card_submissions.fetch_add(1, Ordering::Relaxed);
+    record_authorization(state, &payment, outcome).await
+}
+
+/// Records a provider's authorization outcome on a payment in AUTHORIZATION_PENDING.
+async fn record_authorization(
+    state: &AppState,
+    payment: &Payment,
+    outcome: AuthorizeOutcome,
+) -> Result<PaymentAnswer, ApiError> {
+    let now = Millis::now();
+    let pending = PaymentStatus::AuthorizationPending;
+    let answer = |status: PaymentStatus, challenge_url: Option<String>, message| PaymentAnswer {
+        transaction_id: payment.id.clone(),
+        transaction_status: status.as_str().to_owned(),
+        challenge_url,
+        message,
+    };
+    match outcome {
+        AuthorizeOutcome::Authorized { reference } => {
+            let update = PaymentUpdate {
+                reconciliation_reference_id: Some(reference.clone()),
+                challenge_url: Some(None),
+                reason: Some("authorized by the provider".into()),
+                ..Default::default()
+            };
+            let status = state.store.apply_event(&payment.id, pending, Event::Authorized, now, update).await?;
+            let status = match status {
+                Some(PaymentStatus::AuthorizationCompleted)
+                    if capture_mode(state, &payment.merchant_id).await? == "auto" =>
+                {
+                    auto_capture(state, payment, &reference).await?
+                }
+                Some(s) => s,
+                None => current_status(state, payment).await?,
+            };
+            Ok(answer(status, None, "result:authorized"))
+        }
+        AuthorizeOutcome::Declined { reference, reason } => {
+            tracing::info!(transaction_id = %payment.id, reason = reason.code(), "authorization declined");
+            let update = PaymentUpdate {
+                reconciliation_reference_id: reference,
+                decline_code: Some(reason.code().to_owned()),
+                challenge_url: Some(None),
+                reason: Some(reason.code().to_owned()),
+                ..Default::default()
+            };
+            let status = state.store.apply_event(&payment.id, pending, Event::AuthorizationFailed, now, update).await?;
+            Ok(answer(status.unwrap_or(PaymentStatus::AuthorizationFailed), None, "result:declined"))
+        }
+        AuthorizeOutcome::Pending { reference } => {
+            record_facts(
+                state,
+                payment,
+                PaymentUpdate { reconciliation_reference_id: Some(reference), ..Default::default() },
+            )
+            .await?;
+            Ok(answer(pending, None, "result:pending"))
+        }
+        AuthorizeOutcome::ChallengeRequired { reference, url } => {
+            let update = PaymentUpdate {
+                reconciliation_reference_id: Some(reference),
+                challenge_url: Some(Some(url.clone())),
+                ..Default::default()
+            };
+            record_facts(state, payment, update).await?;
+            Ok(answer(pending, Some(url), "result:challenge"))
+        }
+        AuthorizeOutcome::Unknown => {
+            tracing::warn!(transaction_id = %payment.id, "provider gave no answer in time; the payment stays pending");
+            Ok(answer(pending, None, "result:pending"))
+        }
+    }
+}
+
+/// Writes facts without a status change (a pending payment stays pending).
+async fn record_facts(state: &AppState, payment: &Payment, update: PaymentUpdate) -> Result<(), ApiError> {
+    state.store.record_facts(&payment.id, PaymentStatus::AuthorizationPending, update).await?;
+    Ok(())
+}
+
+async fn current_status(state: &AppState, payment: &Payment) -> Result<PaymentStatus, ApiError> {
+    Ok(state
+        .store
+        .payment(&payment.merchant_id, &payment.id)
+        .await?
+        .map_or(PaymentStatus::AuthorizationPending, |p| p.status))
+}
+
+async fn capture_mode(state: &AppState, merchant_id: &str) -> Result<String, ApiError> {
+    Ok(state.store.merchant(merchant_id).await?.map_or_else(|| "auto".to_owned(), |m| m.capture_mode))
+}
+
+/// Captures the whole authorized amount (merchant capture mode `auto`).
+async fn auto_capture(state: &AppState, payment: &Payment, reference: &str) -> Result<PaymentStatus, ApiError> {
+    let now = Millis::now();
+    let requested = state
+        .store
+        .apply_event(
+            &payment.id,
+            PaymentStatus::AuthorizationCompleted,
+            Event::CaptureRequested,
+            now,
+            PaymentUpdate::default(),
+        )
+        .await?;
+    if requested.is_none() {
+        return current_status(state, payment).await;
+    }
+    let provider = provider(state)?;
+    let outcome = provider
+        .capture(ModifyRequest {
+            reference: reference.to_owned(),
+            modification_id: format!("auto-capture-{}", payment.id),
+            amount_minor: payment.amount_minor,
+            currency: payment.currency.clone(),
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let pending = PaymentStatus::CapturePending;
+    let (event, reason) = match outcome {
+        ModifyOutcome::Succeeded { .. } => (Event::CaptureSucceeded, "captured by the provider".to_owned()),
+        ModifyOutcome::Failed { reason } => (Event::CaptureFailed, format!("capture failed: {reason}")),
+        ModifyOutcome::Pending { .. } | ModifyOutcome::Unknown => return Ok(pending),
+    };
+    let update = PaymentUpdate { reason: Some(reason), ..Default::default() };
+    Ok(state.store.apply_event(&payment.id, pending, event, Millis::now(), update).await?.unwrap_or(pending))
+}
+
+/// After a 3-D Secure challenge: asks the provider how it ended and records it.
+pub async fn complete_challenge(state: &AppState, token: &str) -> Result<PaymentAnswer, ApiError> {
+    let payment = checkout_for_token(state, token).await?;
+    let (Some(reference), true) =
+        (payment.reconciliation_reference_id.clone(), payment.status == PaymentStatus::AuthorizationPending)
+    else {
+        return Err(ApiError::InvalidState { status: payment.status });
+    };
+    let provider = provider(state)?;
+    let outcome = match provider.status(&reference).await.map_err(|e| ApiError::Internal(e.to_string()))? {
+        ProviderStatus::Authorized => AuthorizeOutcome::Authorized { reference },
+        ProviderStatus::Declined(reason) => AuthorizeOutcome::Declined { reference: Some(reference), reason },
+        ProviderStatus::ChallengePending => {
+            AuthorizeOutcome::ChallengeRequired { url: payment.challenge_url.clone().unwrap_or_default(), reference }
+        }
+        ProviderStatus::Pending => AuthorizeOutcome::Pending { reference },
+        ProviderStatus::Unknown => AuthorizeOutcome::Unknown,
+    };
+    record_authorization(state, &payment, outcome).await
+}

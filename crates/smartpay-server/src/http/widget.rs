@@ -1,0 +1,305 @@
+//! The widget's HTTP side: the loader script, the card frame (served from SmartPay's origin,
+//! embeddable only by the merchant's registered origins), the frame's payment API (authorized by
+//! the checkout token), the 3-D Secure return page, the hosted checkout and the sandbox demo.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::extract::JsonBody;
+use crate::app::AppState;
+use crate::engine::{self, CardInput};
+use crate::error::{ApiError, Problem};
+use crate::widget::{self, Asset, escape};
+
+fn asset(a: &Asset, cache: &'static str) -> Response {
+    let mut r = a.body.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(a.content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    r
+}
+
+/// `/sdk/smp-bundle.js`: loadable from any page (CORS, so `integrity` can be checked).
+pub async fn loader() -> Response {
+    let mut r = asset(&widget::LOADER, "public, max-age=300");
+    r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    r
+}
+
+/// `/sdk/integrity.json`: the published Subresource Integrity hash of the loader.
+pub async fn integrity() -> Response {
+    let mut r = Json(serde_json::json!({ "smp-bundle.js": widget::loader_integrity() })).into_response();
+    r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    r
+}
+
+pub async fn bins() -> Response {
+    let mut r = widget::bins_json().into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+pub async fn frame_js() -> Response {
+    asset(&widget::FRAME_JS, "no-cache")
+}
+
+pub async fn frame_css() -> Response {
+    asset(&widget::FRAME_CSS, "no-cache")
+}
+
+pub async fn return_js() -> Response {
+    asset(&widget::RETURN_JS, "no-cache")
+}
+
+pub async fn hosted_js() -> Response {
+    asset(&widget::HOSTED_JS, "no-cache")
+}
+
+pub async fn demo_js() -> Response {
+    asset(&widget::DEMO_JS, "no-cache")
+}
+
+/// A page with a strict CSP: scripts and styles only from this origin, no inline script.
+fn page(html: String, frame_ancestors: &str) -> Response {
+    let mut r = axum::response::Html(html).into_response();
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
+         frame-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors {frame_ancestors}"
+    );
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    r
+}
+
+#[derive(Deserialize)]
+pub struct FrameQuery {
+    t: Option<String>,
+    origin: Option<String>,
+    culture: Option<String>,
+    mode: Option<String>,
+}
+
+fn culture_of(requested: Option<&str>, stored: Option<&str>) -> &'static str {
+    let pick = requested.or(stored).unwrap_or("en-US").to_ascii_lowercase();
+    if pick.starts_with("de") { "de-DE" } else { "en-US" }
+}
+
+/// `/widget/frame`: the card fields. Embeddable only by the merchant's registered origins.
+pub async fn frame(State(state): State<Arc<AppState>>, Query(q): Query<FrameQuery>) -> Response {
+    let token = q.t.unwrap_or_default();
+    let (payment, error) = match engine::checkout_for_token(&state, &token).await {
+        Ok(p) => (Some(p), None),
+        Err(_) => (None, Some("ERR_CONFIG")),
+    };
+    let allowed = match &payment {
+        Some(p) => widget::allowed_origins(&state, &p.merchant_id).await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let parent = q.origin.as_deref().and_then(widget::normalize_origin);
+    let error = error.or(match &parent {
+        Some(o) if allowed.contains(o) => None,
+        _ => Some("ERR_CONFIG"),
+    });
+    let ancestors = if allowed.is_empty() { "'none'".to_owned() } else { allowed.join(" ") };
+    let (amount, currency, description, status, culture, merchant) = match &payment {
+        Some(p) => {
+            let exponent = smartpay_domain::Currency::from_code(&p.currency).map_or(2, |c| c.exponent());
+            let merchant =
+                state.store.merchant(&p.merchant_id).await.ok().flatten().map(|m| m.name).unwrap_or_default();
+            (
+                smartpay_domain::money::format_minor(p.amount_minor, exponent),
+                p.currency.clone(),
+                p.description.clone(),
+                p.status.as_str().to_owned(),
+                culture_of(q.culture.as_deref(), None),
+                merchant,
+            )
+        }
+        None => (
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            culture_of(q.culture.as_deref(), None),
+            String::new(),
+        ),
+    };
+    let html = widget::FRAME_HTML
+        .replace("{{lang}}", &culture[..2])
+        .replace("{{token}}", &escape(if error.is_none() { &token } else { "" }))
+        .replace("{{parentOrigin}}", &escape(parent.as_deref().unwrap_or("")))
+        .replace("{{culture}}", culture)
+        .replace("{{amount}}", &escape(&amount))
+        .replace("{{currency}}", &escape(&currency))
+        .replace("{{description}}", &escape(&description))
+        .replace("{{merchant}}", &escape(&merchant))
+        .replace("{{status}}", &escape(&status))
+        .replace("{{mode}}", &escape(q.mode.as_deref().unwrap_or("full")))
+        .replace("{{error}}", error.unwrap_or(""));
+    page(html, &ancestors)
+}
+
+/// `/widget/challenge-return`: where the provider's 3-D Secure page sends the shopper back.
+pub async fn challenge_return() -> Response {
+    page(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>SmartPay</title></head><body>\
+         <p>…</p><script src=\"/widget/challenge-return.js\"></script></body></html>"
+            .to_owned(),
+        "'self'",
+    )
+}
+
+/// The frame's calls come only from this server's own origin.
+fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let own = widget::normalize_origin(state.public_base());
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).and_then(widget::normalize_origin);
+    if origin.is_some() && origin == own { Ok(()) } else { Err(ApiError::ForbiddenOrigin) }
+}
+
+fn token_of(headers: &HeaderMap) -> Result<String, ApiError> {
+    headers.get("x-checkout-token").and_then(|v| v.to_str().ok()).map(str::to_owned).ok_or(ApiError::NotFound)
+}
+
+fn text_field(body: &smartpay_domain::json::Value, name: &str) -> Option<String> {
+    match body.get(name) {
+        Some(smartpay_domain::json::Value::String(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn no_store(v: impl serde::Serialize) -> Response {
+    let mut r = Json(v).into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `POST /widget/api/payments`: the frame submits the card.
+pub async fn submit(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    same_origin(&state, &headers)?;
+    let token = token_of(&headers)?;
+    let missing = |name: &str| ApiError::invalid(Problem::new("missing_property").at(format!("card.{name}")));
+    let input = CardInput {
+        number: text_field(&body, "number").ok_or_else(|| missing("number"))?,
+        expiry: text_field(&body, "expiry").ok_or_else(|| missing("expiry"))?,
+        cvc: text_field(&body, "cvc").ok_or_else(|| missing("cvc"))?,
+        holder_name: text_field(&body, "holderName"),
+    };
+    let answer = engine::submit_card(&state, &token, input, &peer.ip().to_string()).await?;
+    Ok(no_store(answer))
+}
+
+/// `POST /widget/api/payments/complete`: after the 3-D Secure challenge.
+pub async fn complete(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    same_origin(&state, &headers)?;
+    let token = token_of(&headers)?;
+    Ok(no_store(engine::complete_challenge(&state, &token).await?))
+}
+
+#[derive(Deserialize)]
+pub struct HostedQuery {
+    #[serde(rename = "returnUrl")]
+    return_url: Option<String>,
+    culture: Option<String>,
+}
+
+/// `/checkout/{checkoutToken}`: the same checkout as a full page (mobile WebViews, redirects).
+pub async fn hosted(
+    State(state): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    Query(q): Query<HostedQuery>,
+) -> Response {
+    let return_url = q.return_url.filter(|u| {
+        (u.starts_with("https://") || u.starts_with("http://")) && u.len() <= 2048 && !u.contains(char::is_whitespace)
+    });
+    let known = engine::checkout_for_token(&state, &token).await.is_ok();
+    let html = widget::HOSTED_HTML
+        .replace("{{token}}", &escape(if known { &token } else { "" }))
+        .replace("{{returnUrl}}", &escape(return_url.as_deref().unwrap_or("")))
+        .replace("{{culture}}", culture_of(q.culture.as_deref(), None))
+        .replace("{{origin}}", &escape(widget::normalize_origin(state.public_base()).as_deref().unwrap_or("")));
+    let mut r = page(html, "'none'");
+    if !known {
+        *r.status_mut() = StatusCode::NOT_FOUND;
+    }
+    r
+}
+
+/// `/demo`: a merchant page for newcomers (sandbox only).
+pub async fn demo(State(state): State<Arc<AppState>>) -> Response {
+    if !state.config.sandbox_enabled() {
+        return ApiError::NotFound.into_response();
+    }
+    let html = widget::DEMO_HTML.replace("{{integrity}}", widget::loader_integrity());
+    page(html, "'none'")
+}
+
+#[derive(Deserialize)]
+pub struct DemoCheckout {
+    amount: Option<String>,
+    currency: Option<String>,
+    culture: Option<String>,
+}
+
+/// The demo shop's "server": creates a checkout for the sandbox merchant.
+pub async fn demo_checkout(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(req): Json<DemoCheckout>,
+) -> Result<Response, ApiError> {
+    if !state.config.sandbox_enabled() {
+        return Err(ApiError::NotFound);
+    }
+    same_origin(&state, &headers)?;
+    let merchant = state.store.merchants().await?.into_iter().next().ok_or(ApiError::NotFound)?;
+    let amount = req.amount.unwrap_or_else(|| "10.99".into());
+    let currency = req.currency.unwrap_or_else(|| "EUR".into());
+    let culture = req.culture.filter(|c| c == "de-DE" || c == "en-US").unwrap_or_else(|| "en-US".into());
+    // The body goes through the same validation as a merchant's: amounts stay exact text.
+    let body = format!(
+        r#"{{"merchantKey":{mk},"payment":{{"amount":{amount},"currencyCode":{cur},"description":"SmartPay demo order"}},
+            "consumer":{{"firstName":"Demo","lastName":"Shopper","emailAddress":"shopper@example.com","culture":"{culture}"}},
+            "billingAddress":{{"addressLine1":"Leopoldstrasse","number":"244","city":"Munich","postCode":"80807","countryCode":"DE"}}}}"#,
+        mk = serde_json::Value::from(merchant.id.clone()),
+        cur = serde_json::Value::from(currency),
+    );
+    let value = smartpay_domain::json::parse(body.as_bytes()).map_err(ApiError::MalformedJson)?;
+    let who = crate::auth::Principal {
+        merchant_id: merchant.id.clone(),
+        credential_id: "demo".into(),
+        scheme: crate::auth::Scheme::Basic,
+    };
+    let answer = crate::checkout::create(&state, &who, &value, None, None).await?;
+    let mut r = (StatusCode::OK, answer.body).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+/// The demo shop's "server" asks Get Payment Status, as the integration guide's step 5.
+pub async fn demo_status(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    if !state.config.sandbox_enabled() {
+        return Err(ApiError::NotFound);
+    }
+    let merchant = state.store.merchants().await?.into_iter().next().ok_or(ApiError::NotFound)?;
+    let who = crate::auth::Principal {
+        merchant_id: merchant.id,
+        credential_id: "demo".into(),
+        scheme: crate::auth::Scheme::Basic,
+    };
+    Ok(no_store(crate::checkout::status(&state, &who, &id).await?))
+}

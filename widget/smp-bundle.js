@@ -1,0 +1,141 @@
+/*! SmartPay widget loader. Creates window.SmpLibrary.SmartPayAppInstance.renderWidget(options).
+ * Card fields live in an iframe served from SmartPay's origin; this page never sees card data.
+ * Messages are exchanged with that iframe only, checked against SmartPay's exact origin. */
+(function () {
+  'use strict';
+  var script = document.currentScript;
+  var BASE = new URL(script && script.src ? script.src : '/sdk/smp-bundle.js', window.location.href).origin;
+  var LOAD_TIMEOUT_MS = 8000;
+  var DEFAULT_CONTAINERS = { selector: 'selector-container', selection: 'selection-container', button: 'button-container' };
+  var APPEARANCE_RULES = {
+    colorPrimary: /^(#[0-9a-fA-F]{3,8}|[a-zA-Z]{3,20}|rgba?\([0-9.,\s%]{5,40}\))$/,
+    borderRadius: /^[0-9]{1,2}(\.[0-9])?(px|rem|em)$/,
+    fontFamily: /^[A-Za-z0-9 ,\-"']{1,80}$/
+  };
+
+  function report(handler, code, message) {
+    if (typeof handler === 'function') {
+      try { handler(code, message); } catch (e) { /* the merchant's handler failed */ }
+    } else if (window.console) {
+      window.console.error('SmartPay widget: ' + code + ': ' + message);
+    }
+  }
+
+  function validate(options) {
+    if (!options || typeof options !== 'object') return 'options must be an object';
+    if (typeof options.checkoutToken !== 'string' || !/^[A-Za-z0-9]{64}$/.test(options.checkoutToken)) return 'checkoutToken must be the 64-character token from Create Checkout';
+    if (options.culture !== undefined && (typeof options.culture !== 'string' || !/^[a-zA-Z]{2}-[a-zA-Z]{2}$/.test(options.culture))) return 'culture must look like de-DE';
+    if (options.successHandler !== undefined && typeof options.successHandler !== 'function') return 'successHandler must be a function';
+    if (options.errorHandler !== undefined && typeof options.errorHandler !== 'function') return 'errorHandler must be a function';
+    if (options.containers !== undefined) {
+      if (!options.containers || typeof options.containers !== 'object') return 'containers must be an object';
+      for (var k in options.containers) {
+        if (!Object.prototype.hasOwnProperty.call(DEFAULT_CONTAINERS, k)) return 'unknown container ' + k;
+        if (typeof options.containers[k] !== 'string' || !/^[A-Za-z][\w\-]{0,99}$/.test(options.containers[k])) return 'container ids must be element ids';
+      }
+    }
+    if (options.appearance !== undefined) {
+      if (!options.appearance || typeof options.appearance !== 'object') return 'appearance must be an object';
+      for (var a in options.appearance) {
+        var rule = APPEARANCE_RULES[a];
+        if (!rule) return 'unknown appearance option ' + a;
+        if (typeof options.appearance[a] !== 'string' || !rule.test(options.appearance[a])) return 'appearance.' + a + ' is not valid';
+      }
+    }
+    return null;
+  }
+
+  function renderWidget(options) {
+    var problem = validate(options);
+    if (problem) {
+      report(options && options.errorHandler, 'ERROR_INVALID_INPUT', problem);
+      return;
+    }
+    var ids = {};
+    for (var key in DEFAULT_CONTAINERS) ids[key] = (options.containers && options.containers[key]) || DEFAULT_CONTAINERS[key];
+    var selector = document.getElementById(ids.selector);
+    var selection = document.getElementById(ids.selection);
+    var buttonHost = document.getElementById(ids.button);
+    // Multi-page: the first page has the selector; a later one only selection and button.
+    var host = selector || selection;
+    var mode = selector ? 'full' : 'confirm';
+    if (!host) {
+      report(options.errorHandler, 'ERROR_INVALID_INPUT', 'no container element found (' + ids.selector + ' or ' + ids.selection + ')');
+      return;
+    }
+    var culture = options.culture || (navigator.language && /^de/i.test(navigator.language) ? 'de-DE' : '');
+    var frame = document.createElement('iframe');
+    frame.src = BASE + '/widget/frame?t=' + encodeURIComponent(options.checkoutToken) +
+      '&origin=' + encodeURIComponent(window.location.origin) +
+      (culture ? '&culture=' + encodeURIComponent(culture) : '') + '&mode=' + mode;
+    frame.title = 'SmartPay payment form';
+    frame.setAttribute('allow', 'payment');
+    frame.style.border = '0';
+    frame.style.width = '100%';
+    frame.style.minHeight = '320px';
+    host.innerHTML = '';
+    host.appendChild(frame);
+
+    var payButton = null;
+    if (mode === 'confirm' && buttonHost) {
+      payButton = document.createElement('button');
+      payButton.type = 'button';
+      payButton.className = 'smp-pay-button';
+      payButton.disabled = true;
+      payButton.textContent = '…';
+      payButton.addEventListener('click', function () {
+        payButton.disabled = true;
+        frame.contentWindow.postMessage({ type: 'smp:pay' }, BASE);
+      });
+      buttonHost.innerHTML = '';
+      buttonHost.appendChild(payButton);
+    }
+
+    var ready = false;
+    var finished = false;
+    var timer = window.setTimeout(function () {
+      if (!ready) report(options.errorHandler, 'ERR_CONFIG', 'the payment form did not load');
+    }, LOAD_TIMEOUT_MS);
+
+    window.addEventListener('message', function (event) {
+      if (event.origin !== BASE || event.source !== frame.contentWindow) return;
+      var data = event.data || {};
+      switch (data.type) {
+        case 'smp:ready':
+          ready = true;
+          window.clearTimeout(timer);
+          frame.contentWindow.postMessage({ type: 'smp:init', appearance: options.appearance || {}, externalButton: !!payButton }, BASE);
+          break;
+        case 'smp:resize':
+          if (typeof data.height === 'number' && data.height > 0 && data.height < 5000) frame.style.height = Math.ceil(data.height) + 'px';
+          break;
+        case 'smp:button':
+          if (payButton) {
+            payButton.textContent = String(data.label || '');
+            payButton.disabled = !data.enabled;
+          }
+          break;
+        case 'smp:result':
+          if (finished) return;
+          finished = true;
+          if (typeof options.successHandler === 'function') {
+            options.successHandler({
+              kind: 'CALLBACK',
+              transactionId: String(data.transactionId),
+              transactionStatus: String(data.transactionStatus),
+              message: String(data.message)
+            });
+          }
+          break;
+        case 'smp:error':
+          ready = true;
+          window.clearTimeout(timer);
+          report(options.errorHandler, String(data.errorCode), String(data.message));
+          break;
+      }
+    });
+  }
+
+  window.SmpLibrary = window.SmpLibrary || {};
+  window.SmpLibrary.SmartPayAppInstance = { renderWidget: renderWidget, version: '1' };
+})();
