@@ -13,9 +13,23 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+echo "== browser test dependencies (Debian chromium, playwright-core)"
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+fi
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast --test-threads 4
 else
   cargo test --workspace --no-fail-fast -- --test-threads 4
 fi
+
+echo "== browser tests (headless Chromium; screenshots in test-artifacts/browser/)"
+cargo build -p smartpay
+(cd tests/browser && SMARTPAY_BIN="$PWD/../../target/debug/smartpay" node --test --test-concurrency=1 widget.test.mjs)

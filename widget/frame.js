@@ -247,6 +247,8 @@
   $('number').addEventListener('input', formatNumber);
   Object.keys(CHECKS).forEach(function (f) {
     $(f).addEventListener('blur', function () { if ($(f).value) show(f, CHECKS[f]()); });
+    // A field marked wrong is re-checked as the shopper corrects it.
+    $(f).addEventListener('input', function () { if ($(f).getAttribute('aria-invalid') === 'true') show(f, CHECKS[f]()); });
   });
   $('card-form').addEventListener('submit', submit);
   fetch('/sdk/bins.json').then(function (r) { return r.json(); }).then(function (b) { bins = b; }).finally(function () {

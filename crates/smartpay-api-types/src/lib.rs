@@ -173,6 +173,10 @@ pub struct PaymentStatusResponse {
     pub transaction_overview: TransactionOverview,
     pub modifications: Vec<Modification>,
     pub status_history: Vec<StatusHistoryEntry>,
+    /// Why the provider declined (`payment_provider_card_stolen`, …), for the merchant's
+    /// support staff. Never show it to the shopper (fraud risk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decline_reason: Option<String>,
 }
 
 /// One problem in an error body.

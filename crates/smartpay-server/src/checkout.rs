@@ -227,6 +227,7 @@ pub fn status_response(p: &Payment) -> Result<api::PaymentStatusResponse, ApiErr
             custom_references,
         },
         modifications: Vec::new(),
+        decline_reason: p.decline_code.clone(),
         status_history: p
             .history
             .iter()

@@ -50,6 +50,8 @@ pub trait Store: Send + Sync + 'static {
     fn merchant(&self, id: &str) -> StoreFuture<'_, Option<Merchant>>;
     fn merchants(&self) -> StoreFuture<'_, Vec<Merchant>>;
     fn set_merchant_status(&self, id: &str, status: MerchantStatus) -> StoreFuture<'_, ()>;
+    /// Sets the merchant's capture mode (`auto` or `manual`).
+    fn set_capture_mode(&self, id: &str, mode: &str) -> StoreFuture<'_, ()>;
     /// Sets (or clears) the JWK Set that verifies a merchant's `X-Access-Token`s.
     fn set_identity_jwks(&self, id: &str, jwks: Option<String>) -> StoreFuture<'_, ()>;
     fn add_credential(&self, credential: Credential) -> StoreFuture<'_, ()>;

@@ -96,6 +96,15 @@ enum MerchantCmd {
     },
     /// Enable a disabled merchant again.
     Enable { merchant: String },
+    /// Capture on authorization (`auto`, the default) or only through the Capture API (`manual`).
+    CaptureMode {
+        merchant: String,
+        #[arg(value_parser = ["auto", "manual"])]
+        mode: String,
+    },
+    /// Origins allowed to embed the merchant's widget (scheme://host[:port]).
+    #[command(subcommand)]
+    Origins(OriginsCmd),
     /// Register the JWK Set (EC P-256 keys) of the merchant's end-user identity issuer: the
     /// X-Access-Token of its requests is then verified and its subject recorded.
     IdentityKeys {
@@ -107,6 +116,16 @@ enum MerchantCmd {
         #[arg(long)]
         clear: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum OriginsCmd {
+    /// Allow an origin, e.g. https://shop.example
+    Add { merchant: String, origin: String },
+    /// Stop allowing an origin.
+    Remove { merchant: String, origin: String },
+    /// List the registered origins.
+    List { merchant: String },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -310,6 +329,32 @@ async fn merchant(cfg: Config, cmd: MerchantCmd) -> anyhow::Result<()> {
             };
             store.set_identity_jwks(&merchant, jwks).await.with_context(|| format!("merchant {merchant}"))?;
         }
+        MerchantCmd::CaptureMode { merchant, mode } => {
+            store.set_capture_mode(&merchant, &mode).await.with_context(|| format!("merchant {merchant}"))?;
+            println!("capture mode of {merchant}: {mode}");
+        }
+        MerchantCmd::Origins(cmd) => match cmd {
+            OriginsCmd::Add { merchant, origin } => {
+                let Some(o) = smartpay_server::widget::normalize_origin(&origin) else {
+                    anyhow::bail!("{origin:?} is not an origin: use scheme://host[:port], e.g. https://shop.example");
+                };
+                if store.merchant(&merchant).await?.is_none() {
+                    anyhow::bail!("no merchant {merchant}");
+                }
+                store.add_origin(&merchant, &o, smartpay_domain::Millis::now()).await?;
+                println!("{o} may embed the widget of {merchant}");
+            }
+            OriginsCmd::Remove { merchant, origin } => {
+                let o = smartpay_server::widget::normalize_origin(&origin).unwrap_or(origin);
+                store.remove_origin(&merchant, &o).await.with_context(|| format!("origin {o} of {merchant}"))?;
+                println!("removed {o}");
+            }
+            OriginsCmd::List { merchant } => {
+                for o in store.origins(&merchant).await? {
+                    println!("{o}");
+                }
+            }
+        },
         MerchantCmd::Enable { merchant } => {
             store
                 .set_merchant_status(&merchant, MerchantStatus::Active)

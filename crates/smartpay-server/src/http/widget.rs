@@ -155,7 +155,9 @@ pub async fn challenge_return() -> Response {
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>SmartPay</title></head><body>\
          <p>…</p><script src=\"/widget/challenge-return.js\"></script></body></html>"
             .to_owned(),
-        "'self'",
+        // It sits inside the card frame inside the merchant's page, and only tells the frame
+        // (same origin) that the challenge is over: any ancestor may hold it.
+        "*",
     )
 }
 

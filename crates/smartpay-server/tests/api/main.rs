@@ -8,6 +8,7 @@ mod auth;
 mod checkout;
 mod idempotency;
 mod ops;
+mod payments;
 
 use std::sync::Arc;
 
