@@ -76,13 +76,20 @@ async fn drive_flow(base: &str, auths: &[String], body: &str, args: &Args) -> an
     let card = r#"{"number":"4111111111111111","expiry":"12/34","cvc":"737"}"#;
     let mut tasks = Vec::new();
     for worker in 0..args.concurrency {
-        let (client, auth, base, body) = (client.clone(), auths[worker % auths.len()].clone(), base.to_owned(), body.to_owned());
+        let (client, auth, base, body) =
+            (client.clone(), auths[worker % auths.len()].clone(), base.to_owned(), body.to_owned());
         tasks.push(tokio::spawn(async move {
             let mut steps: [Vec<u32>; 3] = [Vec::new(), Vec::new(), Vec::new()];
             let (mut flows, mut errors) = (0usize, 0usize);
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                let created = client.post(format!("{base}/payment/creation")).header("Authorization", &auth).header("Content-Type", "application/json").body(body.clone()).send().await;
+                let created = client
+                    .post(format!("{base}/payment/creation"))
+                    .header("Authorization", &auth)
+                    .header("Content-Type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
                 let Some(v) = (match created {
                     Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
                     _ => None,
@@ -123,7 +130,8 @@ async fn drive_flow(base: &str, auths: &[String], body: &str, args: &Args) -> an
                     continue;
                 }
                 let t2 = Instant::now();
-                let status = client.get(format!("{base}/payment/status/{id}")).header("Authorization", &auth).send().await;
+                let status =
+                    client.get(format!("{base}/payment/status/{id}")).header("Authorization", &auth).send().await;
                 let ok = match status {
                     Ok(r) if r.status().is_success() => r.text().await.is_ok_and(|t| t.contains("\"CAPTURED\"")),
                     _ => false,
@@ -355,7 +363,11 @@ async fn main() -> anyhow::Result<()> {
         &args.smartpay_bin,
         &["--data-dir", &data, "serve", "--listen", &listen],
         // The load comes from one client address: lift the card-testing velocity limits.
-        &[("SMARTPAY_LOG_LEVEL", "warn"), ("SMARTPAY_IP_SUBMITS_PER_MINUTE", "100000000"), ("SMARTPAY_MERCHANT_SUBMITS_PER_MINUTE", "100000000")],
+        &[
+            ("SMARTPAY_LOG_LEVEL", "warn"),
+            ("SMARTPAY_IP_SUBMITS_PER_MINUTE", "100000000"),
+            ("SMARTPAY_MERCHANT_SUBMITS_PER_MINUTE", "100000000"),
+        ],
     )?;
     wait_port(port).await?;
     let base = format!("http://{listen}");
@@ -470,9 +482,15 @@ async fn main() -> anyhow::Result<()> {
         flow.flows,
         flow.errors,
         if flow_rate >= 1000.0 { "met" } else { "NOT met" },
-        pct(&flow.steps[0], 0.5), pct(&flow.steps[0], 0.99), pct(&flow.steps[0], 0.999),
-        pct(&flow.steps[1], 0.5), pct(&flow.steps[1], 0.99), pct(&flow.steps[1], 0.999),
-        pct(&flow.steps[2], 0.5), pct(&flow.steps[2], 0.99), pct(&flow.steps[2], 0.999),
+        pct(&flow.steps[0], 0.5),
+        pct(&flow.steps[0], 0.99),
+        pct(&flow.steps[0], 0.999),
+        pct(&flow.steps[1], 0.5),
+        pct(&flow.steps[1], 0.99),
+        pct(&flow.steps[1], 0.999),
+        pct(&flow.steps[2], 0.5),
+        pct(&flow.steps[2], 0.99),
+        pct(&flow.steps[2], 0.999),
     );
     println!("{report}");
     if let Some(path) = &args.report {

@@ -43,11 +43,18 @@ async fn card_outcomes_reach_the_status_api() {
         assert_eq!(r.status(), 200, "{number}");
         let answer: Value = r.json().await.unwrap();
         assert_eq!(answer["transactionStatus"], status, "{number}");
-        assert!(answer.get("declineReason").is_none() && !answer.to_string().contains("stolen"), "no decline detail for the shopper");
+        assert!(
+            answer.get("declineReason").is_none() && !answer.to_string().contains("stolen"),
+            "no decline detail for the shopper"
+        );
         let s = status_of(&app, c["transactionId"].as_str().unwrap()).await;
         assert_eq!(s["paymentStatus"], status, "{number}");
         assert_eq!(s["transactionOverview"]["paymentMethod"], method);
-        assert_eq!(s["reconciliationReferenceId"].as_str().map(str::len), Some(22), "{number}: provider reference stored");
+        assert_eq!(
+            s["reconciliationReferenceId"].as_str().map(str::len),
+            Some(22),
+            "{number}: provider reference stored"
+        );
         if number == "4100000000000019" {
             assert_eq!(s["declineReason"], "payment_provider_card_stolen", "the merchant's server learns why");
         }
@@ -59,7 +66,8 @@ async fn manual_capture_merchants_stay_authorized() {
     let app = spawn_app().await;
     app.state().store.set_capture_mode(&app.merchant.merchant_key, "manual").await.unwrap();
     let c = app.create(&app.merchant).await;
-    let answer: Value = app.submit(c["checkoutToken"].as_str().unwrap(), card("4111111111111111")).await.json().await.unwrap();
+    let answer: Value =
+        app.submit(c["checkoutToken"].as_str().unwrap(), card("4111111111111111")).await.json().await.unwrap();
     assert_eq!(answer["transactionStatus"], "AUTHORIZATION_COMPLETED");
 }
 

@@ -479,7 +479,9 @@ impl Store for SqliteStore {
     fn set_capture_mode(&self, id: &str, mode: &str) -> StoreFuture<'_, ()> {
         let (id, mode) = (id.to_owned(), mode.to_owned());
         boxed(self.write(move |c| {
-            let n = c.execute("UPDATE merchants SET capture_mode = ?1 WHERE id = ?2", params![mode, id]).map_err(map_err)?;
+            let n = c
+                .execute("UPDATE merchants SET capture_mode = ?1 WHERE id = ?2", params![mode, id])
+                .map_err(map_err)?;
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
