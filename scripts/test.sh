@@ -32,4 +32,4 @@ fi
 
 echo "== browser tests (headless Chromium; screenshots in test-artifacts/browser/)"
 cargo build -p smartpay
-(cd tests/browser && SMARTPAY_BIN="$PWD/../../target/debug/smartpay" node --test --test-concurrency=1 widget.test.mjs)
+(cd tests/browser && WIDGET_TEST_BINARY="$PWD/../../target/debug/smartpay" node --test --test-concurrency=1 widget.test.mjs)

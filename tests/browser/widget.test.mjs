@@ -1,6 +1,6 @@
 // The SmartPay widget in a real browser: Debian's Chromium driven by playwright-core.
 // A merchant page is served from one origin (127.0.0.1), SmartPay from another (127.0.0.2).
-// Run by scripts/test.sh; SMARTPAY_BIN names the binary (default: target/debug/smartpay).
+// Run by scripts/test.sh; WIDGET_TEST_BINARY names the binary (default: target/debug/smartpay).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
@@ -11,7 +11,7 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const BIN = process.env.SMARTPAY_BIN || path.join(ROOT, 'target/debug/smartpay');
+const BIN = process.env.WIDGET_TEST_BINARY || path.join(ROOT, 'target/debug/smartpay');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = path.join(ROOT, 'test-artifacts/browser');
 const DATA = fs.mkdtempSync(path.join(os.tmpdir(), 'smartpay-browser-'));
