@@ -298,3 +298,21 @@ test('a finished checkout cannot be paid twice', async () => {
   assert.equal((await again.page.evaluate('window.__errors'))[0].code, 'ERR_PAYMENT_CALLBACK');
   await again.context.close();
 });
+
+test('a newcomer pays in the demo shop and sees CAPTURED from Get Payment Status', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${SP}/demo`);
+  await page.locator('#start').click();
+  const f = page.frameLocator('iframe[title="SmartPay payment form"]');
+  await f.locator('#number').fill('4111 1111 1111 1111');
+  await f.locator('#expiry').fill('12/30');
+  await f.locator('#cvc').fill('737');
+  await f.locator('#pay').click();
+  await page.waitForFunction(() => document.getElementById('status').textContent.includes('"paymentStatus"'), null, { timeout: 15000 });
+  const status = JSON.parse(await page.locator('#status').textContent());
+  assert.equal(status.paymentStatus, 'CAPTURED');
+  assert.equal(status.transactionOverview.paymentMethod, 'VISA');
+  await shot(page, 'demo');
+  await context.close();
+});

@@ -180,3 +180,62 @@ async fn card_testing_is_capped_per_checkout_and_per_client() {
     assert!((1..=60).contains(&wait));
     assert_eq!(codes(&r.json().await.unwrap()), vec![("rate_limited".into(), String::new())]);
 }
+
+#[tokio::test]
+async fn the_loader_is_served_with_its_published_integrity_hash() {
+    use base64::Engine;
+    use sha2::Digest;
+    let app = spawn_app().await;
+    let r = app.client.get(app.url("/sdk/smp-bundle.js")).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let script = r.bytes().await.unwrap();
+    let published: Value = app.client.get(app.url("/sdk/integrity.json")).send().await.unwrap().json().await.unwrap();
+    let expected =
+        format!("sha384-{}", base64::engine::general_purpose::STANDARD.encode(sha2::Sha384::digest(&script)));
+    assert_eq!(published["smp-bundle.js"], expected);
+    // The BIN table the frame uses is the server's own.
+    let bins: Value = app.client.get(app.url("/sdk/bins.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(bins.as_array().unwrap().len(), smartpay_domain::card::BIN_TABLE.len());
+}
+
+#[tokio::test]
+async fn the_frame_is_embeddable_only_by_registered_origins() {
+    let app = spawn_app().await;
+    app.state()
+        .store
+        .add_origin(&app.merchant.merchant_key, "https://shop.example", smartpay_domain::Millis::now())
+        .await
+        .unwrap();
+    let c = app.create(&app.merchant).await;
+    let token = c["checkoutToken"].as_str().unwrap();
+    let r =
+        app.client.get(app.url(&format!("/widget/frame?t={token}&origin=https://shop.example"))).send().await.unwrap();
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("frame-ancestors ") && csp.contains("https://shop.example"), "{csp}");
+    assert!(csp.contains("script-src 'self';") && !csp.contains("unsafe-inline"), "{csp}");
+    let html = r.text().await.unwrap();
+    assert!(html.contains("data-error=\"\""), "a registered origin gets a working frame");
+    let other =
+        app.client.get(app.url(&format!("/widget/frame?t={token}&origin=https://evil.example"))).send().await.unwrap();
+    let csp = other.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(!csp.contains("evil.example"));
+    let html = other.text().await.unwrap();
+    assert!(
+        html.contains("data-error=\"ERR_CONFIG\"") && !html.contains(token),
+        "an unregistered origin gets no token"
+    );
+    // Another merchant's origins do not count.
+    let theirs = app.create(&app.other).await;
+    let t2 = theirs["checkoutToken"].as_str().unwrap();
+    let html = app
+        .client
+        .get(app.url(&format!("/widget/frame?t={t2}&origin=https://shop.example")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("data-error=\"ERR_CONFIG\""));
+}
