@@ -108,30 +108,35 @@ pub async fn submit_card(
     if payment.status != PaymentStatus::Created {
         return Err(ApiError::InvalidState { status: payment.status });
     }
-    if state.store.count_attempt(&payment.id, state.config.max_card_attempts).await?.is_none() {
-        tracing::warn!(transaction_id = %payment.id, "card submissions capped: checkout locked");
-        return Err(ApiError::CheckoutLocked);
-    }
-    let (card, method) = parse_card(&input)?;
+    let max = state.config.max_card_attempts;
+    let (card, method) = match parse_card(&input) {
+        Ok(c) => c,
+        Err(refused) => {
+            // Refused card data counts as an attempt too: that is what card testing looks like.
+            if state.store.count_attempt(&payment.id, max).await?.is_none() {
+                return Err(locked(&payment));
+            }
+            return Err(refused);
+        }
+    };
     let provider = provider(state)?;
-    let now = Millis::now();
+    let update = PaymentUpdate {
+        provider: Some(provider.name().into()),
+        payment_method: Some(method.into()),
+        attempt_cap: Some(max),
+        ..Default::default()
+    };
     let started = state
         .store
-        .apply_event(
-            &payment.id,
-            PaymentStatus::Created,
-            Event::AuthorizationRequested,
-            now,
-            PaymentUpdate {
-                provider: Some(provider.name().into()),
-                payment_method: Some(method.into()),
-                ..Default::default()
-            },
-        )
+        .apply_event(&payment.id, PaymentStatus::Created, Event::AuthorizationRequested, Millis::now(), update)
         .await?;
     if started.is_none() {
-        // Another submission won the race.
-        return Err(ApiError::InvalidState { status: PaymentStatus::AuthorizationPending });
+        // Either the attempt cap was reached, or another submission won the race.
+        let now = state.store.payment(&payment.merchant_id, &payment.id).await?.ok_or(ApiError::NotFound)?;
+        if now.status == PaymentStatus::Created {
+            return Err(locked(&payment));
+        }
+        return Err(ApiError::InvalidState { status: now.status });
     }
     let return_url = format!("{}/widget/challenge-return", state.public_base());
     let outcome = provider
@@ -146,6 +151,11 @@ pub async fn submit_card(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     state.metrics.counters.card_submissions.fetch_add(1, Ordering::Relaxed);
     record_authorization(state, &payment, outcome).await
+}
+
+fn locked(payment: &Payment) -> ApiError {
+    tracing::warn!(transaction_id = %payment.id, "card submissions capped: checkout locked");
+    ApiError::CheckoutLocked
 }
 
 /// Records a provider's authorization outcome on a payment in AUTHORIZATION_PENDING.
@@ -164,19 +174,17 @@ async fn record_authorization(
     };
     match outcome {
         AuthorizeOutcome::Authorized { reference } => {
+            // With automatic capture, the authorization and the capture request are one write.
+            let auto = capture_mode(state, &payment.merchant_id).await? == "auto";
+            let events = if auto { vec![Event::Authorized, Event::CaptureRequested] } else { vec![Event::Authorized] };
             let update = PaymentUpdate {
                 reconciliation_reference_id: Some(reference.clone()),
                 challenge_url: Some(None),
                 reason: Some("authorized by the provider".into()),
                 ..Default::default()
             };
-            let status = state.store.apply_event(&payment.id, pending, Event::Authorized, now, update).await?;
-            let status = match status {
-                Some(PaymentStatus::AuthorizationCompleted)
-                    if capture_mode(state, &payment.merchant_id).await? == "auto" =>
-                {
-                    auto_capture(state, payment, &reference).await?
-                }
+            let status = match state.store.apply_events(&payment.id, pending, events, now, update).await? {
+                Some(PaymentStatus::CapturePending) => capture(state, payment, &reference).await?,
                 Some(s) => s,
                 None => current_status(state, payment).await?,
             };
@@ -237,22 +245,9 @@ async fn capture_mode(state: &AppState, merchant_id: &str) -> Result<String, Api
     Ok(state.store.merchant(merchant_id).await?.map_or_else(|| "auto".to_owned(), |m| m.capture_mode))
 }
 
-/// Captures the whole authorized amount (merchant capture mode `auto`).
-async fn auto_capture(state: &AppState, payment: &Payment, reference: &str) -> Result<PaymentStatus, ApiError> {
-    let now = Millis::now();
-    let requested = state
-        .store
-        .apply_event(
-            &payment.id,
-            PaymentStatus::AuthorizationCompleted,
-            Event::CaptureRequested,
-            now,
-            PaymentUpdate::default(),
-        )
-        .await?;
-    if requested.is_none() {
-        return current_status(state, payment).await;
-    }
+/// Captures the whole authorized amount at the provider (capture requested, merchant capture
+/// mode `auto`) and records the outcome.
+async fn capture(state: &AppState, payment: &Payment, reference: &str) -> Result<PaymentStatus, ApiError> {
     let provider = provider(state)?;
     let outcome = provider
         .capture(ModifyRequest {

@@ -82,10 +82,20 @@ pub trait Store: Send + Sync + 'static {
     fn payment_by_token(&self, token_digest: &[u8]) -> StoreFuture<'_, Option<Payment>>;
     /// Counts one card submission; `None` when `max` submissions were already made.
     fn count_attempt(&self, payment_id: &str, max: u32) -> StoreFuture<'_, Option<u32>>;
-    /// Applies `event` to a payment that is in status `from`: the new status is the one
-    /// `smartpay_domain::status::transition` decides, written with `update` and a history row
-    /// in one transaction. `None` when the payment was no longer in `from` (someone else moved
-    /// it first) — nothing is written then.
+    /// Applies `events`, in order, to a payment that is in status `from`: each new status is the
+    /// one `smartpay_domain::status::transition` decides, and every status change gets a history
+    /// row; all of it, with `update`, in one transaction. `None` when the payment was no longer
+    /// in `from` (someone else moved it first), or when `update.attempt_cap` was reached: nothing
+    /// is written then. An event the model forbids is an error and writes nothing.
+    fn apply_events(
+        &self,
+        payment_id: &str,
+        from: smartpay_domain::PaymentStatus,
+        events: Vec<smartpay_domain::Event>,
+        at: Millis,
+        update: PaymentUpdate,
+    ) -> StoreFuture<'_, Option<smartpay_domain::PaymentStatus>>;
+    /// [`Store::apply_events`] with one event.
     fn apply_event(
         &self,
         payment_id: &str,
@@ -93,7 +103,9 @@ pub trait Store: Send + Sync + 'static {
         event: smartpay_domain::Event,
         at: Millis,
         update: PaymentUpdate,
-    ) -> StoreFuture<'_, Option<smartpay_domain::PaymentStatus>>;
+    ) -> StoreFuture<'_, Option<smartpay_domain::PaymentStatus>> {
+        self.apply_events(payment_id, from, vec![event], at, update)
+    }
     /// Records facts (provider reference, pending challenge) on a payment that is still in
     /// `status`, without changing it. `false` when it moved on meanwhile.
     fn record_facts(

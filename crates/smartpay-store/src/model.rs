@@ -194,6 +194,8 @@ pub struct PaymentUpdate {
     pub decline_code: Option<String>,
     /// `Some(None)` clears a pending challenge.
     pub challenge_url: Option<Option<String>>,
-    /// Why, for the history row (never card data).
+    /// Why, for the history row of the first change (never card data).
     pub reason: Option<String>,
+    /// Counts the change as a card submission, refused once this many were made.
+    pub attempt_cap: Option<u32>,
 }

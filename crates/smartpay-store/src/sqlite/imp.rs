@@ -264,15 +264,20 @@ fn expire_tx(conn: &Connection, now: Millis, limit: u32) -> Result<Vec<Expired>,
     Ok(expired)
 }
 
-fn apply_event_tx(
+fn apply_events_tx(
     conn: &Connection,
     payment_id: &str,
     from: PaymentStatus,
-    event: Event,
+    events: &[Event],
     at: Millis,
     u: &PaymentUpdate,
 ) -> Result<Option<PaymentStatus>, StoreError> {
-    let to = transition(from, event).map_err(|e| StoreError::Conflict(e.to_string()))?;
+    let mut path = Vec::with_capacity(events.len());
+    let mut to = from;
+    for event in events {
+        to = transition(to, *event).map_err(|e| StoreError::Conflict(e.to_string()))?;
+        path.push(to);
+    }
     let changed = conn
         .prepare_cached(
             "UPDATE payments SET status = ?1, last_status_at_ms = ?2,
@@ -280,8 +285,9 @@ fn apply_event_tx(
                 reconciliation_reference_id = COALESCE(?4, reconciliation_reference_id),
                 payment_method = COALESCE(?5, payment_method),
                 decline_code = COALESCE(?6, decline_code),
-                challenge_url = CASE WHEN ?7 THEN ?8 ELSE challenge_url END
-             WHERE id = ?9 AND status = ?10",
+                challenge_url = CASE WHEN ?7 THEN ?8 ELSE challenge_url END,
+                attempts = attempts + (?11 IS NOT NULL)
+             WHERE id = ?9 AND status = ?10 AND (?11 IS NULL OR attempts < ?11)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -294,22 +300,28 @@ fn apply_event_tx(
                 u.challenge_url.is_some(),
                 u.challenge_url.clone().flatten(),
                 payment_id,
-                from.as_str()
+                from.as_str(),
+                u.attempt_cap
             ])
         })
         .map_err(map_err)?;
     if changed == 0 {
         return Ok(None);
     }
-    // A self-transition (e.g. a further capture on CAPTURED) changes facts, not the status:
-    // it gets no history row.
-    if to != from {
-        conn.prepare_cached(
-            "INSERT INTO payment_status_history (payment_id, seq, status, at_ms, reason)
-             SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4 FROM payment_status_history WHERE payment_id = ?1",
-        )
-        .and_then(|mut s| s.execute(params![payment_id, to.as_str(), at.0, u.reason]))
-        .map_err(map_err)?;
+    // Self-transitions (e.g. a further capture on CAPTURED) change facts, not the status: they
+    // get no history row.
+    let mut previous = from;
+    let mut reason = u.reason.as_deref();
+    for status in path {
+        if status != previous {
+            conn.prepare_cached(
+                "INSERT INTO payment_status_history (payment_id, seq, status, at_ms, reason)
+                 SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4 FROM payment_status_history WHERE payment_id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![payment_id, status.as_str(), at.0, reason.take()]))
+            .map_err(map_err)?;
+        }
+        previous = status;
     }
     Ok(Some(to))
 }
@@ -330,16 +342,16 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn apply_event(
+    fn apply_events(
         &self,
         payment_id: &str,
         from: PaymentStatus,
-        event: Event,
+        events: Vec<Event>,
         at: Millis,
         update: PaymentUpdate,
     ) -> StoreFuture<'_, Option<PaymentStatus>> {
         let id = payment_id.to_owned();
-        boxed(self.write(move |c| apply_event_tx(c, &id, from, event, at, &update)))
+        boxed(self.write(move |c| apply_events_tx(c, &id, from, &events, at, &update)))
     }
 
     fn record_facts(&self, payment_id: &str, status: PaymentStatus, u: PaymentUpdate) -> StoreFuture<'_, bool> {

@@ -289,3 +289,66 @@ async fn embedding_origins_are_kept_per_merchant() {
     store.remove_origin("m1", "https://shop.example").await.unwrap();
     assert!(matches!(store.remove_origin("m1", "https://shop.example").await, Err(StoreError::NotFound)));
 }
+
+#[tokio::test]
+async fn several_events_are_one_write_with_a_history_row_each_and_respect_the_attempt_cap() {
+    use smartpay_domain::Event;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    merchant(&store, "m1").await;
+    store.create_checkout(checkout("p1", "m1", vec![])).await.unwrap();
+    let capped = PaymentUpdate { attempt_cap: Some(1), ..Default::default() };
+    store.count_attempt("p1", 5).await.unwrap();
+    assert_eq!(
+        store
+            .apply_event("p1", PaymentStatus::Created, Event::AuthorizationRequested, Millis(2), capped.clone())
+            .await
+            .unwrap(),
+        None,
+        "the cap was already reached: nothing moves"
+    );
+    let with_room = PaymentUpdate { attempt_cap: Some(2), ..Default::default() };
+    assert!(
+        store
+            .apply_event("p1", PaymentStatus::Created, Event::AuthorizationRequested, Millis(2), with_room)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let to = store
+        .apply_events(
+            "p1",
+            PaymentStatus::AuthorizationPending,
+            vec![Event::Authorized, Event::CaptureRequested],
+            Millis(3),
+            PaymentUpdate::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(to, Some(PaymentStatus::CapturePending));
+    let p = store.payment("m1", "p1").await.unwrap().unwrap();
+    assert_eq!(p.attempts, 2);
+    assert_eq!(
+        p.history.iter().map(|h| h.status).collect::<Vec<_>>(),
+        [
+            PaymentStatus::Created,
+            PaymentStatus::AuthorizationPending,
+            PaymentStatus::AuthorizationCompleted,
+            PaymentStatus::CapturePending
+        ]
+    );
+    // A sequence with a forbidden step writes nothing at all.
+    assert!(
+        store
+            .apply_events(
+                "p1",
+                PaymentStatus::CapturePending,
+                vec![Event::CaptureSucceeded, Event::Expired],
+                Millis(4),
+                PaymentUpdate::default()
+            )
+            .await
+            .is_err()
+    );
+    assert_eq!(store.payment("m1", "p1").await.unwrap().unwrap().status, PaymentStatus::CapturePending);
+}
