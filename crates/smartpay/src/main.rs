@@ -234,7 +234,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let state = smartpay_server::AppState::new(cfg, store, secrets).await?;
     let running = smartpay_server::start(state).await?;
-    println!("SmartPay listening on http://{}  (API docs: http://{}/docs)", running.local_addr, running.local_addr);
+    let base = running.state.public_base().to_owned();
+    println!("SmartPay listening on {base}  (API docs: {base}/docs)");
+    if running.state.config.sandbox_enabled() {
+        println!("Demo shop: {base}/demo  (pay with 4111 1111 1111 1111, any future expiry, any CVC)");
+    }
     running.run_until(shutdown_signal()).await
 }
 

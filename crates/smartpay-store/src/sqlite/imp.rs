@@ -8,6 +8,11 @@ use smartpay_domain::{Millis, PaymentStatus};
 use super::{SqliteStore, map_err};
 use crate::*;
 
+/// `NotFound` when a write touched no row.
+fn found(rows: usize) -> Result<(), StoreError> {
+    if rows == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
 fn bump_epoch(conn: &Connection) -> Result<(), StoreError> {
     conn.execute("UPDATE auth_epoch SET epoch = epoch + 1 WHERE id = 1", []).map_err(map_err)?;
     Ok(())
@@ -411,9 +416,7 @@ impl Store for SqliteStore {
             let n = c
                 .execute("DELETE FROM merchant_origins WHERE merchant_id = ?1 AND origin = ?2", params![m, o])
                 .map_err(map_err)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+            found(n)?;
             bump_epoch(c)
         }))
     }
@@ -481,9 +484,7 @@ impl Store for SqliteStore {
                     params![if status == MerchantStatus::Active { "ACTIVE" } else { "DISABLED" }, id],
                 )
                 .map_err(map_err)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+            found(n)?;
             bump_epoch(c)
         }))
     }
@@ -494,9 +495,7 @@ impl Store for SqliteStore {
             let n = c
                 .execute("UPDATE merchants SET capture_mode = ?1 WHERE id = ?2", params![mode, id])
                 .map_err(map_err)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+            found(n)?;
             Ok(())
         }))
     }
@@ -507,9 +506,7 @@ impl Store for SqliteStore {
             let n = c
                 .execute("UPDATE merchants SET identity_jwks = ?1 WHERE id = ?2", params![jwks, id])
                 .map_err(map_err)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+            found(n)?;
             bump_epoch(c)
         }))
     }
@@ -534,9 +531,7 @@ impl Store for SqliteStore {
                     params![at.0, id],
                 )
                 .map_err(map_err)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+            found(n)?;
             bump_epoch(c)
         }))
     }
