@@ -29,6 +29,8 @@ pub struct AppState {
     /// Card submissions per client IP and per merchant.
     pub ip_limiter: Limiter,
     pub merchant_limiter: Limiter,
+    /// Failed authentications per client IP (brute-force defence).
+    pub auth_fail_limiter: Limiter,
     /// This server's base URL as browsers reach it, known once the listener is bound.
     public_base: OnceLock<String>,
     local_addr: OnceLock<std::net::SocketAddr>,
@@ -61,6 +63,7 @@ impl AppState {
         Ok(Arc::new(AppState {
             ip_limiter: Limiter::new(config.ip_submits_per_minute),
             merchant_limiter: Limiter::new(config.merchant_submits_per_minute),
+            auth_fail_limiter: Limiter::new(config.auth_failures_per_minute),
             config,
             store,
             secrets,

@@ -71,6 +71,9 @@ pub struct Config {
     /// Card submissions per client IP per minute, and per merchant per minute.
     pub ip_submits_per_minute: u32,
     pub merchant_submits_per_minute: u32,
+    /// Failed authentications (API and token endpoint) per client IP per minute; beyond it the
+    /// client gets 429 until the minute is over, even with the right credentials.
+    pub auth_failures_per_minute: u32,
     /// Origins allowed to embed each merchant's widget, in addition to those registered with
     /// `smartpay merchant origins add`: `{ "<merchantKey>" = ["https://shop.example"] }`.
     pub widget_origins: std::collections::BTreeMap<String, Vec<String>>,
@@ -104,6 +107,7 @@ impl Default for Config {
             max_card_attempts: 5,
             ip_submits_per_minute: 20,
             merchant_submits_per_minute: 6000,
+            auth_failures_per_minute: 10,
             widget_origins: std::collections::BTreeMap::new(),
         }
     }
@@ -176,6 +180,9 @@ impl Config {
                 }
                 "IP_SUBMITS_PER_MINUTE" => {
                     cfg.ip_submits_per_minute = u32::try_from(num(&value)?).map_err(|_| bad("too large"))?
+                }
+                "AUTH_FAILURES_PER_MINUTE" => {
+                    cfg.auth_failures_per_minute = u32::try_from(num(&value)?).map_err(|_| bad("too large"))?
                 }
                 "MERCHANT_SUBMITS_PER_MINUTE" => {
                     cfg.merchant_submits_per_minute = u32::try_from(num(&value)?).map_err(|_| bad("too large"))?

@@ -17,6 +17,18 @@ impl Limiter {
         Limiter { limit, windows: Mutex::new(HashMap::new()) }
     }
 
+    /// `Err(seconds)` when `key` already used up its window, without counting an event.
+    pub fn peek(&self, key: &str) -> Result<(), u64> {
+        let now = Instant::now();
+        let Ok(w) = self.windows.lock() else { return Ok(()) };
+        match w.get(key) {
+            Some((start, n)) if now.duration_since(*start) < WINDOW && *n >= self.limit => {
+                Err(WINDOW.saturating_sub(now.duration_since(*start)).as_secs().max(1))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Counts one event for `key`; `Err(seconds)` to wait when the limit is reached.
     pub fn check(&self, key: &str) -> Result<(), u64> {
         let now = Instant::now();
@@ -50,5 +62,8 @@ mod tests {
         let wait = l.check("a").unwrap_err();
         assert!((1..=60).contains(&wait));
         assert!(l.check("b").is_ok());
+        assert!(l.peek("a").is_err());
+        assert!(l.peek("b").is_ok(), "peeking counts nothing");
+        assert!(l.peek("c").is_ok());
     }
 }

@@ -87,15 +87,23 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         }
         let values: Vec<&[u8]> = parts.headers.get_all(header::AUTHORIZATION).iter().map(|v| v.as_bytes()).collect();
         let counters = &state.metrics.counters;
+        // Brute-force defence: a client that failed too often waits, whatever it sends now.
+        let ip = client_ip(parts);
+        state.auth_fail_limiter.peek(&ip).map_err(|wait| ApiError::RateLimited { retry_after: wait })?;
+        let failed = || {
+            let _ = state.auth_fail_limiter.check(&ip);
+        };
         match state.auth.authenticate(&values).await {
             Ok(p) => Ok(Caller(p)),
             Err(AuthError::Missing) => Err(ApiError::Unauthorized(Challenge::Any)),
             Err(AuthError::Basic) => {
+                failed();
                 counters.auth_failures_basic.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("basic authentication failed");
                 Err(ApiError::Unauthorized(Challenge::Basic))
             }
             Err(AuthError::Token(e)) => {
+                failed();
                 counters.auth_failures_bearer.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(reason = %e, "bearer authentication failed");
                 Err(ApiError::Unauthorized(Challenge::InvalidToken))
@@ -104,6 +112,14 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             Err(AuthError::Store(e)) => Err(e.into()),
         }
     }
+}
+
+/// The peer's IP address (the server is reached directly; behind a proxy this is the proxy).
+pub fn client_ip(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
 }
 
 /// A JSON body: `application/json`, within the size limit, parsed strictly.

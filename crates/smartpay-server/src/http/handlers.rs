@@ -176,7 +176,25 @@ fn form_decode(s: &str) -> Option<String> {
         (status = 401, description = "invalid_client", body = api::OAuthErrorResponse),
     )
 )]
-pub async fn oauth_token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn oauth_token(
+    State(state): State<Arc<AppState>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let ip = peer.ip().to_string();
+    if let Err(wait) = state.auth_fail_limiter.peek(&ip) {
+        let mut r = oauth_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "invalid_client",
+            "too many failed attempts; retry later",
+            false,
+        );
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -240,6 +258,7 @@ pub async fn oauth_token(State(state): State<Arc<AppState>>, headers: HeaderMap,
             {
                 Some((u, p)) => (u, p, true),
                 None => {
+                    let _ = state.auth_fail_limiter.check(&ip);
                     return oauth_error(
                         StatusCode::UNAUTHORIZED,
                         "invalid_client",
@@ -268,6 +287,7 @@ pub async fn oauth_token(State(state): State<Arc<AppState>>, headers: HeaderMap,
             resp
         }
         Err(ClientAuthError::InvalidClient) => {
+            let _ = state.auth_fail_limiter.check(&ip);
             state.metrics.counters.auth_failures_bearer.fetch_add(1, Ordering::Relaxed);
             tracing::info!("token request with invalid client credentials");
             oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed", via_basic)

@@ -442,3 +442,41 @@ async fn an_x_access_token_is_verified_against_the_merchants_identity_issuer() {
         app.create_raw(&app.basic(&app.other), &app.body(&app.other).to_string(), &[("X-Access-Token", &good)]).await;
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn repeated_failures_from_one_client_are_slowed_down() {
+    let app = spawn_app_with(|c| c.auth_failures_per_minute = 10).await;
+    let m = &app.merchant;
+    let wrong = format!("Basic {}", b64(format!("{}:wrong-secret", m.merchant_key).as_bytes()));
+    for _ in 0..10 {
+        assert_eq!(status_with(&app, &wrong).await.status(), 401);
+    }
+    // Now even the right credentials wait, from this client.
+    let r = status_with(&app, &app.basic(m)).await;
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait));
+    assert_eq!(codes(&r.json().await.unwrap()), vec![("rate_limited".into(), String::new())]);
+    let r = app
+        .client
+        .post(app.url("/oauth2/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", m.client_id.as_str()),
+            ("client_secret", m.client_secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429, "the token endpoint shares the limit");
+    assert!(r.headers().contains_key("retry-after"));
+    // Another client address is not affected.
+    let other = reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 2])).build().unwrap();
+    let r = other
+        .get(app.url("/payment/status/00000000-0000-4000-8000-000000000000"))
+        .header("Authorization", app.basic(m))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -59,6 +59,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         auth_refresh_ms: 50,
         sweep_interval_ms: 50,
         bootstrap_sandbox_merchant: false,
+        // Tests authenticate wrongly on purpose, many times: the brute-force limit has its own test.
+        auth_failures_per_minute: 100_000,
         ..Config::default()
     };
     tweak(&mut config);
