@@ -28,7 +28,7 @@ pub struct CardInput {
 }
 
 /// What the widget learns: never a decline reason in detail (fraud), never card data.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentAnswer {
     pub transaction_id: String,

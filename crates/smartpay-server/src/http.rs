@@ -6,7 +6,7 @@ mod extract;
 mod handlers;
 pub mod i18n;
 pub mod openapi;
-mod widget;
+pub(crate) mod widget;
 
 use std::sync::Arc;
 use std::time::Instant;

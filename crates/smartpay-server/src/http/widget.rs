@@ -26,6 +26,7 @@ fn asset(a: &Asset, cache: &'static str) -> Response {
 }
 
 /// `/sdk/smp-bundle.js`: loadable from any page (CORS, so `integrity` can be checked).
+#[utoipa::path(get, path = "/sdk/smp-bundle.js", tag = "Widget", description = "The widget loader: defines `window.SmpLibrary.SmartPayAppInstance.renderWidget(options)`. CORS-enabled so pages can pin its integrity hash.", responses((status = 200, description = "JavaScript", body = String, content_type = "text/javascript")))]
 pub async fn loader() -> Response {
     let mut r = asset(&widget::LOADER, "public, max-age=300");
     r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
@@ -33,34 +34,41 @@ pub async fn loader() -> Response {
 }
 
 /// `/sdk/integrity.json`: the published Subresource Integrity hash of the loader.
+#[utoipa::path(get, path = "/sdk/integrity.json", tag = "Widget", description = "The Subresource Integrity value of the loader, for `<script integrity=…>`.", responses((status = 200, description = "`{\"smp-bundle.js\": \"sha384-…\"}`", body = Object)))]
 pub async fn integrity() -> Response {
     let mut r = Json(serde_json::json!({ "smp-bundle.js": widget::loader_integrity() })).into_response();
     r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     r
 }
 
+#[utoipa::path(get, path = "/sdk/bins.json", tag = "Widget", description = "The BIN table the card frame detects brands with (the server's own).", responses((status = 200, description = "BIN ranges", body = Object)))]
 pub async fn bins() -> Response {
     let mut r = widget::bins_json().into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
+#[utoipa::path(get, path = "/widget/frame.js", tag = "Widget", description = "Script of the card frame.", responses((status = 200, description = "JavaScript", body = String, content_type = "text/javascript")))]
 pub async fn frame_js() -> Response {
     asset(&widget::FRAME_JS, "no-cache")
 }
 
+#[utoipa::path(get, path = "/widget/frame.css", tag = "Widget", description = "Styles of the card frame, hosted checkout and demo.", responses((status = 200, description = "CSS", body = String, content_type = "text/css")))]
 pub async fn frame_css() -> Response {
     asset(&widget::FRAME_CSS, "no-cache")
 }
 
+#[utoipa::path(get, path = "/widget/challenge-return.js", tag = "Widget", description = "Script of the 3-D Secure return page.", responses((status = 200, description = "JavaScript", body = String, content_type = "text/javascript")))]
 pub async fn return_js() -> Response {
     asset(&widget::RETURN_JS, "no-cache")
 }
 
+#[utoipa::path(get, path = "/widget/hosted.js", tag = "Widget", description = "Script of the hosted checkout page.", responses((status = 200, description = "JavaScript", body = String, content_type = "text/javascript")))]
 pub async fn hosted_js() -> Response {
     asset(&widget::HOSTED_JS, "no-cache")
 }
 
+#[utoipa::path(get, path = "/demo/demo.js", tag = "Demo", description = "Script of the demo shop.", responses((status = 200, description = "JavaScript", body = String, content_type = "text/javascript")))]
 pub async fn demo_js() -> Response {
     asset(&widget::DEMO_JS, "no-cache")
 }
@@ -95,6 +103,7 @@ fn culture_of(requested: Option<&str>, stored: Option<&str>) -> &'static str {
 }
 
 /// `/widget/frame`: the card fields. Embeddable only by the merchant's registered origins.
+#[utoipa::path(get, path = "/widget/frame", tag = "Widget", description = "The card frame the loader embeds. Its CSP allows only the merchant's registered origins as ancestors; an unknown token or an unregistered `origin` gets a frame that reports `ERR_CONFIG`.", params(("t" = String, Query, description = "checkoutToken"), ("origin" = String, Query, description = "Origin of the embedding page"), ("culture" = Option<String>, Query, description = "de-DE or en-US"), ("mode" = Option<String>, Query, description = "full (selector) or confirm (selection, multi-page)")), responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
 pub async fn frame(State(state): State<Arc<AppState>>, Query(q): Query<FrameQuery>) -> Response {
     let token = q.t.unwrap_or_default();
     let (payment, error) = match engine::checkout_for_token(&state, &token).await {
@@ -150,6 +159,7 @@ pub async fn frame(State(state): State<Arc<AppState>>, Query(q): Query<FrameQuer
 }
 
 /// `/widget/challenge-return`: where the provider's 3-D Secure page sends the shopper back.
+#[utoipa::path(get, path = "/widget/challenge-return", tag = "Widget", description = "Where a provider's 3-D Secure page returns to, inside the card frame.", responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
 pub async fn challenge_return() -> Response {
     page(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>SmartPay</title></head><body>\
@@ -186,6 +196,7 @@ fn no_store(v: impl serde::Serialize) -> Response {
 }
 
 /// `POST /widget/api/payments`: the frame submits the card.
+#[utoipa::path(post, path = "/widget/api/payments", tag = "Widget", description = "The card frame submits the shopper's card (same origin only). The answer never carries decline details or card data.", params(("X-Checkout-Token" = String, Header, description = "The checkout token")), request_body(content = Object, description = "`{\"number\", \"expiry\": \"MM/YY\", \"cvc\", \"holderName\"?}`", content_type = "application/json"), responses((status = 200, description = "The payment's status", body = engine::PaymentAnswer), (status = 400, description = "Invalid card data, by field", body = smartpay_api_types::ErrorBody), (status = 401, description = "Checkout expired", body = smartpay_api_types::ErrorBody), (status = 403, description = "Not called from SmartPay's own origin", body = smartpay_api_types::ErrorBody), (status = 404, description = "Unknown checkout token", body = smartpay_api_types::ErrorBody), (status = 409, description = "Already submitted, or locked after too many attempts", body = smartpay_api_types::ErrorBody), (status = 429, description = "Rate limited", body = smartpay_api_types::ErrorBody)))]
 pub async fn submit(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -206,6 +217,7 @@ pub async fn submit(
 }
 
 /// `POST /widget/api/payments/complete`: after the 3-D Secure challenge.
+#[utoipa::path(post, path = "/widget/api/payments/complete", tag = "Widget", description = "After a 3-D Secure challenge: SmartPay asks the provider how it ended.", params(("X-Checkout-Token" = String, Header, description = "The checkout token")), responses((status = 200, description = "The payment's status", body = engine::PaymentAnswer), (status = 400, description = "Invalid card data, by field", body = smartpay_api_types::ErrorBody), (status = 401, description = "Checkout expired", body = smartpay_api_types::ErrorBody), (status = 403, description = "Not called from SmartPay's own origin", body = smartpay_api_types::ErrorBody), (status = 404, description = "Unknown checkout token", body = smartpay_api_types::ErrorBody), (status = 409, description = "Already submitted, or locked after too many attempts", body = smartpay_api_types::ErrorBody), (status = 429, description = "Rate limited", body = smartpay_api_types::ErrorBody)))]
 pub async fn complete(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     same_origin(&state, &headers)?;
     let token = token_of(&headers)?;
@@ -220,6 +232,7 @@ pub struct HostedQuery {
 }
 
 /// `/checkout/{checkoutToken}`: the same checkout as a full page (mobile WebViews, redirects).
+#[utoipa::path(get, path = "/checkout/{checkoutToken}", tag = "Widget", description = "The checkout as a full page (mobile WebViews, redirects). With `returnUrl`, the shopper is sent back with `transactionId` and `transactionStatus` (or `errorCode`).", params(("checkoutToken" = String, Path, description = "The checkout token"), ("returnUrl" = Option<String>, Query, description = "Absolute http(s) URL"), ("culture" = Option<String>, Query, description = "de-DE or en-US")), responses((status = 200, description = "HTML", body = String, content_type = "text/html"), (status = 404, description = "Unknown or expired checkout", body = String, content_type = "text/html")))]
 pub async fn hosted(
     State(state): State<Arc<AppState>>,
     Path(token): Path<String>,
@@ -242,6 +255,7 @@ pub async fn hosted(
 }
 
 /// `/demo`: a merchant page for newcomers (sandbox only).
+#[utoipa::path(get, path = "/demo", tag = "Demo", description = "A merchant page for newcomers (sandbox only).", responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
 pub async fn demo(State(state): State<Arc<AppState>>) -> Response {
     if !state.config.sandbox_enabled() {
         return ApiError::NotFound.into_response();
@@ -258,6 +272,7 @@ pub struct DemoCheckout {
 }
 
 /// The demo shop's "server": creates a checkout for the sandbox merchant.
+#[utoipa::path(post, path = "/demo/api/checkouts", tag = "Demo", description = "The demo shop's server: creates a checkout for the sandbox merchant (same origin, sandbox only).", request_body(content = Object, description = "`{\"amount\"?, \"currency\"?, \"culture\"?}`", content_type = "application/json"), responses((status = 200, description = "As Create Checkout", body = smartpay_api_types::CreateCheckoutResponse)))]
 pub async fn demo_checkout(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -293,6 +308,7 @@ pub async fn demo_checkout(
 }
 
 /// The demo shop's "server" asks Get Payment Status, as the integration guide's step 5.
+#[utoipa::path(get, path = "/demo/api/status/{transactionId}", tag = "Demo", description = "The demo shop's server asks Get Payment Status (sandbox only).", params(("transactionId" = String, Path, description = "The transactionId")), responses((status = 200, description = "As Get Payment Status", body = smartpay_api_types::PaymentStatusResponse)))]
 pub async fn demo_status(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     if !state.config.sandbox_enabled() {
         return Err(ApiError::NotFound);
