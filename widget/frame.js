@@ -144,6 +144,7 @@
     done = true;
     setBusy(false);
     $('card-form').hidden = true;
+    $('methods').hidden = true;
     $('challenge').hidden = true;
     $('challenge').innerHTML = '';
     result(answer.message);
