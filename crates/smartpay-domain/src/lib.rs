@@ -5,10 +5,13 @@
 //! - [`schema`] and [`checkout`]: table-driven validation of request bodies.
 //! - [`status`]: the status model and its one transition function.
 //! - [`time`]: instants and their ISO 8601 form.
+//! - [`card`]: card brands, Luhn, expiry and CVC rules, masked card types.
+//! - [`html`]: escaping for the pages SmartPay renders.
 //! - [`violation`]: rule violations with stable codes.
 
 pub mod card;
 pub mod checkout;
+pub mod html;
 pub mod json;
 pub mod money;
 pub mod schema;

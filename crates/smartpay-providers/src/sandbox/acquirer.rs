@@ -16,6 +16,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use smartpay_domain::card::{CardNumber, Expiry};
+use smartpay_domain::html::escape;
 
 use super::wire;
 
@@ -297,19 +298,6 @@ fn page(body: &str) -> Response {
     );
     r.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     r
-}
-
-fn escape(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '<' => "&lt;".into(),
-            '>' => "&gt;".into(),
-            '&' => "&amp;".into(),
-            '"' => "&quot;".into(),
-            '\'' => "&#39;".into(),
-            c => c.to_string(),
-        })
-        .collect()
 }
 
 async fn challenge_page(State(acq): State<Shared>, Path(id): Path<String>) -> Response {
