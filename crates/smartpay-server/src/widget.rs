@@ -41,6 +41,13 @@ pub fn normalize_origin(s: &str) -> Option<String> {
     })
 }
 
+/// The origin of an absolute `http(s)` URL.
+pub fn origin_of_url(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    normalize_origin(&format!("{scheme}://{authority}"))
+}
+
 /// Origins allowed to embed `merchant_id`'s widget: registered ones, configured ones, and in
 /// sandbox mode this server's own origin (its demo shop and hosted checkout).
 pub async fn allowed_origins(state: &AppState, merchant_id: &str) -> Result<Vec<String>, smartpay_store::StoreError> {
@@ -111,6 +118,14 @@ pub use smartpay_domain::html::escape;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_have_origins() {
+        assert_eq!(origin_of_url("https://shop.example/done?x=1"), Some("https://shop.example".into()));
+        assert_eq!(origin_of_url("http://127.0.0.1:8001#frag"), Some("http://127.0.0.1:8001".into()));
+        assert_eq!(origin_of_url("https://evil.example@shop.example/"), None);
+        assert_eq!(origin_of_url("javascript:alert(1)"), None);
+    }
 
     #[test]
     fn origins_are_normalized_like_browsers_send_them() {

@@ -238,10 +238,18 @@ pub async fn hosted(
     Path(token): Path<String>,
     Query(q): Query<HostedQuery>,
 ) -> Response {
+    let payment = engine::checkout_for_token(&state, &token).await.ok();
+    let known = payment.is_some();
+    // Only back to the merchant's own registered origins: never an open redirect.
+    let allowed = match &payment {
+        Some(p) => widget::allowed_origins(&state, &p.merchant_id).await.unwrap_or_default(),
+        None => Vec::new(),
+    };
     let return_url = q.return_url.filter(|u| {
-        (u.starts_with("https://") || u.starts_with("http://")) && u.len() <= 2048 && !u.contains(char::is_whitespace)
+        u.len() <= 2048
+            && !u.contains(char::is_whitespace)
+            && widget::origin_of_url(u).is_some_and(|o| allowed.contains(&o))
     });
-    let known = engine::checkout_for_token(&state, &token).await.is_ok();
     let html = widget::HOSTED_HTML
         .replace("{{token}}", &escape(if known { &token } else { "" }))
         .replace("{{returnUrl}}", &escape(return_url.as_deref().unwrap_or("")))

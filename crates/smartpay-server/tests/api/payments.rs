@@ -239,3 +239,29 @@ async fn the_frame_is_embeddable_only_by_registered_origins() {
         .unwrap();
     assert!(html.contains("data-error=\"ERR_CONFIG\""));
 }
+
+#[tokio::test]
+async fn the_hosted_checkout_returns_only_to_the_merchants_own_origins() {
+    let app = spawn_app().await;
+    app.state()
+        .store
+        .add_origin(&app.merchant.merchant_key, "https://shop.example", smartpay_domain::Millis::now())
+        .await
+        .unwrap();
+    let c = app.create(&app.merchant).await;
+    let token = c["checkoutToken"].as_str().unwrap();
+    let page = |return_url: &str| {
+        let url =
+            app.url(&format!("/checkout/{token}?returnUrl={}", return_url.replace(':', "%3A").replace('/', "%2F")));
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    assert!(page("https://shop.example/done").await.contains("data-return-url=\"https://shop.example/done\""));
+    for evil in ["https://evil.example/phish", "https://shop.example.evil.example/", "javascript:alert(1)"] {
+        let html = page(evil).await;
+        assert!(html.contains("data-return-url=\"\""), "{evil} was kept");
+    }
+    let r = app.client.get(app.url(&format!("/checkout/{}", "A".repeat(64)))).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"), true);
+}
