@@ -1,6 +1,7 @@
 //! The [`Store`] methods in SQL. Writes go through [`SqliteStore::write`] (group commit),
 //! reads through [`SqliteStore::read`].
 
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use smartpay_domain::status::{Event, transition};
 use smartpay_domain::{Millis, PaymentStatus};
@@ -11,6 +12,26 @@ use crate::*;
 /// `NotFound` when a write touched no row.
 fn found(rows: usize) -> Result<(), StoreError> {
     if rows == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
+/// Whether a write changes what authentication caches hold.
+enum Epoch {
+    Bump,
+    Keep,
+}
+
+impl SqliteStore {
+    /// One statement that must touch a row (else `NotFound`), bumping the auth epoch when it
+    /// changes merchants, credentials or keys.
+    fn write_one(&self, sql: &'static str, args: Vec<Value>, epoch: Epoch) -> StoreFuture<'_, ()> {
+        boxed(self.write(move |c| {
+            found(c.execute(sql, rusqlite::params_from_iter(args.iter())).map_err(map_err)?)?;
+            match epoch {
+                Epoch::Bump => bump_epoch(c),
+                Epoch::Keep => Ok(()),
+            }
+        }))
+    }
 }
 
 fn bump_epoch(conn: &Connection) -> Result<(), StoreError> {
@@ -411,14 +432,8 @@ impl Store for SqliteStore {
     }
 
     fn remove_origin(&self, merchant_id: &str, origin: &str) -> StoreFuture<'_, ()> {
-        let (m, o) = (merchant_id.to_owned(), origin.to_owned());
-        boxed(self.write(move |c| {
-            let n = c
-                .execute("DELETE FROM merchant_origins WHERE merchant_id = ?1 AND origin = ?2", params![m, o])
-                .map_err(map_err)?;
-            found(n)?;
-            bump_epoch(c)
-        }))
+        let args = vec![Value::from(merchant_id.to_owned()), Value::from(origin.to_owned())];
+        self.write_one("DELETE FROM merchant_origins WHERE merchant_id = ?1 AND origin = ?2", args, Epoch::Bump)
     }
 
     fn stats(&self) -> Option<&StoreStats> {
@@ -476,39 +491,19 @@ impl Store for SqliteStore {
     }
 
     fn set_merchant_status(&self, id: &str, status: MerchantStatus) -> StoreFuture<'_, ()> {
-        let id = id.to_owned();
-        boxed(self.write(move |c| {
-            let n = c
-                .execute(
-                    "UPDATE merchants SET status = ?1 WHERE id = ?2",
-                    params![if status == MerchantStatus::Active { "ACTIVE" } else { "DISABLED" }, id],
-                )
-                .map_err(map_err)?;
-            found(n)?;
-            bump_epoch(c)
-        }))
+        let status = if status == MerchantStatus::Active { "ACTIVE" } else { "DISABLED" };
+        let args = vec![Value::from(status.to_owned()), Value::from(id.to_owned())];
+        self.write_one("UPDATE merchants SET status = ?1 WHERE id = ?2", args, Epoch::Bump)
     }
 
     fn set_capture_mode(&self, id: &str, mode: &str) -> StoreFuture<'_, ()> {
-        let (id, mode) = (id.to_owned(), mode.to_owned());
-        boxed(self.write(move |c| {
-            let n = c
-                .execute("UPDATE merchants SET capture_mode = ?1 WHERE id = ?2", params![mode, id])
-                .map_err(map_err)?;
-            found(n)?;
-            Ok(())
-        }))
+        let args = vec![Value::from(mode.to_owned()), Value::from(id.to_owned())];
+        self.write_one("UPDATE merchants SET capture_mode = ?1 WHERE id = ?2", args, Epoch::Keep)
     }
 
     fn set_identity_jwks(&self, id: &str, jwks: Option<String>) -> StoreFuture<'_, ()> {
-        let id = id.to_owned();
-        boxed(self.write(move |c| {
-            let n = c
-                .execute("UPDATE merchants SET identity_jwks = ?1 WHERE id = ?2", params![jwks, id])
-                .map_err(map_err)?;
-            found(n)?;
-            bump_epoch(c)
-        }))
+        let args = vec![jwks.map_or(Value::Null, Value::from), Value::from(id.to_owned())];
+        self.write_one("UPDATE merchants SET identity_jwks = ?1 WHERE id = ?2", args, Epoch::Bump)
     }
 
     fn add_credential(&self, cr: Credential) -> StoreFuture<'_, ()> {
@@ -523,17 +518,12 @@ impl Store for SqliteStore {
     }
 
     fn revoke_credential(&self, id: &str, at: Millis) -> StoreFuture<'_, ()> {
-        let id = id.to_owned();
-        boxed(self.write(move |c| {
-            let n = c
-                .execute(
-                    "UPDATE api_credentials SET revoked_at_ms = ?1 WHERE id = ?2 AND revoked_at_ms IS NULL",
-                    params![at.0, id],
-                )
-                .map_err(map_err)?;
-            found(n)?;
-            bump_epoch(c)
-        }))
+        let args = vec![Value::from(at.0), Value::from(id.to_owned())];
+        self.write_one(
+            "UPDATE api_credentials SET revoked_at_ms = ?1 WHERE id = ?2 AND revoked_at_ms IS NULL",
+            args,
+            Epoch::Bump,
+        )
     }
 
     fn credentials(&self, merchant_id: &str) -> StoreFuture<'_, Vec<Credential>> {
