@@ -318,7 +318,7 @@ fn check_text(s: &str, min: usize, max: usize, text: Text, path: &str, pass: &mu
             }
         }
         Text::Date => match crate::time::parse_date(s) {
-            Some((y, ..)) if y >= 1900 && s <= crate::time::Millis::now().to_iso8601().get(..10).unwrap_or("9999") => {}
+            Some((y, m, d)) if y >= 1900 && (y, m, d) <= crate::time::Millis::now().date() => {}
             Some(_) => v.push(
                 Violation::new(Code::ValueOutOfBounds, path)
                     .with("minimum", Fact::Text("1900-01-01".into()))

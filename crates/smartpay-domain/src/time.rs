@@ -18,6 +18,11 @@ impl Millis {
         Millis(self.0.saturating_add(s.saturating_mul(1000)))
     }
 
+    /// The UTC calendar date (year, month, day).
+    pub fn date(self) -> (i64, u32, u32) {
+        civil_from_days(self.0.div_euclid(86_400_000))
+    }
+
     /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
     pub fn to_iso8601(self) -> String {
         let ms = self.0.rem_euclid(1000);
@@ -88,6 +93,12 @@ mod tests {
         assert_eq!(Millis(0).to_iso8601(), "1970-01-01T00:00:00.000Z");
         assert_eq!(Millis(1_608_040_176_556).to_iso8601(), "2020-12-15T13:49:36.556Z");
         assert_eq!(Millis(951_782_400_000).to_iso8601(), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn instants_know_their_date() {
+        assert_eq!(Millis(1_608_040_176_556).date(), (2020, 12, 15));
+        assert_eq!(Millis(-1).date(), (1969, 12, 31));
     }
 
     #[test]

@@ -64,8 +64,8 @@ fn card_problem(e: CardError) -> Problem {
 }
 
 fn today() -> (i64, u32) {
-    let iso = Millis::now().to_iso8601();
-    (iso[..4].parse().unwrap_or(2026), iso[5..7].parse().unwrap_or(1))
+    let (y, m, _) = Millis::now().date();
+    (y, m)
 }
 
 /// Parses and checks the card, reporting every bad field (by name, never by value).

@@ -157,8 +157,7 @@ async fn authorize(State(acq): State<Shared>, Json(req): Json<wire::Authorizatio
         return bad("idempotencyKey is required");
     }
     let b = behaviour(pan.expose());
-    let today = smartpay_domain::Millis::now().to_iso8601();
-    let (y, m) = (today[..4].parse::<i64>().unwrap_or(2026), today[5..7].parse::<u32>().unwrap_or(1));
+    let (y, m, _) = smartpay_domain::Millis::now().date();
     let expiry_ok = Expiry::parse(&format!("{:02}/{}", req.expiry_month, req.expiry_year), (y, m)).is_ok();
     let auth = {
         let Ok(mut books) = acq.books.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
