@@ -194,21 +194,11 @@ pub struct ValidCheckout {
 /// The merchantKey of a body, when it has one as a string: authorization compares it before
 /// validation so that no other merchant's caller learns anything from validation messages.
 pub fn merchant_key_of(body: &Value) -> Option<&str> {
-    match body.get("merchantKey") {
-        Some(Value::String(s)) => Some(s),
-        _ => None,
-    }
+    body.get("merchantKey")?.as_str()
 }
 
 fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(p)?;
-    }
-    match cur {
-        Value::String(s) => Some(s),
-        _ => None,
-    }
+    path.iter().try_fold(v, |cur, p| cur.get(p))?.as_str()
 }
 
 /// Validates a parsed Create Checkout body, reporting every violation at once.

@@ -36,6 +36,14 @@ impl Value {
         }
     }
 
+    /// The text of a string value.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Looks a member up in an object.
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self {

@@ -291,9 +291,7 @@ impl Authenticator {
         }
         let aud_ok = match c.get("aud") {
             Some(smartpay_domain::json::Value::String(a)) => a == jwt::AUDIENCE,
-            Some(smartpay_domain::json::Value::Array(items)) => {
-                items.iter().any(|a| *a == smartpay_domain::json::Value::String(jwt::AUDIENCE.into()))
-            }
+            Some(smartpay_domain::json::Value::Array(items)) => items.iter().any(|a| a.as_str() == Some(jwt::AUDIENCE)),
             _ => false,
         };
         if !aud_ok {

@@ -172,10 +172,7 @@ pub fn int_claim(claims: &Value, name: &'static str) -> Result<i64, TokenError> 
 
 /// A claim as a string.
 pub fn str_claim<'a>(claims: &'a Value, name: &'static str) -> Result<&'a str, TokenError> {
-    match claims.get(name) {
-        Some(Value::String(s)) => Ok(s),
-        _ => Err(TokenError::Claim(name)),
-    }
+    claims.get(name).and_then(Value::as_str).ok_or(TokenError::Claim(name))
 }
 
 /// Checks `exp`, `nbf` and `iat` against `now` (seconds) with `leeway` seconds.

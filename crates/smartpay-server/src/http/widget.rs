@@ -183,10 +183,7 @@ fn token_of(headers: &HeaderMap) -> Result<String, ApiError> {
 }
 
 fn text_field(body: &smartpay_domain::json::Value, name: &str) -> Option<String> {
-    match body.get(name) {
-        Some(smartpay_domain::json::Value::String(s)) => Some(s.clone()),
-        _ => None,
-    }
+    body.get(name)?.as_str().map(str::to_owned)
 }
 
 fn no_store(v: impl serde::Serialize) -> Response {
