@@ -306,7 +306,7 @@ fn apply_events_tx(
     }
     let changed = conn
         .prepare_cached(
-            "UPDATE payments SET status = ?1, last_status_at_ms = ?2,
+            "UPDATE payments SET status = ?1, last_status_at_ms = CASE WHEN ?12 THEN last_status_at_ms ELSE ?2 END,
                 provider = COALESCE(?3, provider),
                 reconciliation_reference_id = COALESCE(?4, reconciliation_reference_id),
                 payment_method = COALESCE(?5, payment_method),
@@ -327,7 +327,8 @@ fn apply_events_tx(
                 u.challenge_url.clone().flatten(),
                 payment_id,
                 from.as_str(),
-                u.attempt_cap
+                u.attempt_cap,
+                events.is_empty()
             ])
         })
         .map_err(map_err)?;
@@ -378,35 +379,6 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'_, Option<PaymentStatus>> {
         let id = payment_id.to_owned();
         boxed(self.write(move |c| apply_events_tx(c, &id, from, &events, at, &update)))
-    }
-
-    fn record_facts(&self, payment_id: &str, status: PaymentStatus, u: PaymentUpdate) -> StoreFuture<'_, bool> {
-        let id = payment_id.to_owned();
-        boxed(self.write(move |c| {
-            let n = c
-                .prepare_cached(
-                    "UPDATE payments SET provider = COALESCE(?1, provider),
-                        reconciliation_reference_id = COALESCE(?2, reconciliation_reference_id),
-                        payment_method = COALESCE(?3, payment_method),
-                        decline_code = COALESCE(?4, decline_code),
-                        challenge_url = CASE WHEN ?5 THEN ?6 ELSE challenge_url END
-                     WHERE id = ?7 AND status = ?8",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        u.provider,
-                        u.reconciliation_reference_id,
-                        u.payment_method,
-                        u.decline_code,
-                        u.challenge_url.is_some(),
-                        u.challenge_url.clone().flatten(),
-                        id,
-                        status.as_str()
-                    ])
-                })
-                .map_err(map_err)?;
-            Ok(n > 0)
-        }))
     }
 
     fn origins(&self, merchant_id: &str) -> StoreFuture<'_, Vec<String>> {

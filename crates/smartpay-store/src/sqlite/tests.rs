@@ -352,3 +352,38 @@ async fn several_events_are_one_write_with_a_history_row_each_and_respect_the_at
     );
     assert_eq!(store.payment("m1", "p1").await.unwrap().unwrap().status, PaymentStatus::CapturePending);
 }
+
+#[tokio::test]
+async fn facts_are_recorded_without_a_status_change() {
+    use smartpay_domain::Event;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    merchant(&store, "m1").await;
+    store.create_checkout(checkout("p1", "m1", vec![])).await.unwrap();
+    store
+        .apply_event(
+            "p1",
+            PaymentStatus::Created,
+            Event::AuthorizationRequested,
+            Millis(2_000),
+            PaymentUpdate::default(),
+        )
+        .await
+        .unwrap();
+    let facts = PaymentUpdate {
+        reconciliation_reference_id: Some("ref".into()),
+        challenge_url: Some(Some("https://acs".into())),
+        ..Default::default()
+    };
+    assert!(store.record_facts("p1", PaymentStatus::AuthorizationPending, facts.clone()).await.unwrap());
+    let p = store.payment("m1", "p1").await.unwrap().unwrap();
+    assert_eq!((p.status, p.last_status_at, p.history.len()), (PaymentStatus::AuthorizationPending, Millis(2_000), 2));
+    assert_eq!(
+        (p.reconciliation_reference_id.as_deref(), p.challenge_url.as_deref()),
+        (Some("ref"), Some("https://acs"))
+    );
+    assert!(
+        !store.record_facts("p1", PaymentStatus::Created, facts).await.unwrap(),
+        "a payment that moved on is left alone"
+    );
+}
