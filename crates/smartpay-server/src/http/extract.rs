@@ -125,20 +125,20 @@ pub fn client_ip(parts: &Parts) -> String {
 /// A JSON body: `application/json`, within the size limit, parsed strictly.
 pub struct JsonBody(pub Value);
 
-/// Whether a Content-Type is JSON (`application/json`, with optional parameters).
-pub fn is_json(parts: &axum::http::HeaderMap) -> bool {
-    parts
+/// Whether the Content-Type is `media_type` (parameters such as `charset` aside).
+pub fn has_media_type(headers: &axum::http::HeaderMap, media_type: &str) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(media_type))
 }
 
 impl FromRequest<Arc<AppState>> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        if !is_json(req.headers()) {
+        if !has_media_type(req.headers(), "application/json") {
             return Err(ApiError::UnsupportedMediaType);
         }
         let limit = state.config.max_body_bytes;

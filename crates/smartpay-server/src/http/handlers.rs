@@ -195,12 +195,7 @@ pub async fn oauth_token(
         }
         return r;
     }
-    let form_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
-    if !form_type {
+    if !super::extract::has_media_type(&headers, "application/x-www-form-urlencoded") {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
