@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 const WINDOW: Duration = Duration::from_secs(60);
 const MAX_KEYS: usize = 100_000;
 
+/// Whole seconds until the window that began at `start` ends (at least 1, for `Retry-After`).
+fn seconds_left(start: Instant, now: Instant) -> u64 {
+    WINDOW.saturating_sub(now.duration_since(start)).as_secs().max(1)
+}
+
 pub struct Limiter {
     limit: u32,
     windows: Mutex<HashMap<String, (Instant, u32)>>,
@@ -23,7 +28,7 @@ impl Limiter {
         let Ok(w) = self.windows.lock() else { return Ok(()) };
         match w.get(key) {
             Some((start, n)) if now.duration_since(*start) < WINDOW && *n >= self.limit => {
-                Err(WINDOW.saturating_sub(now.duration_since(*start)).as_secs().max(1))
+                Err(seconds_left(*start, now))
             }
             _ => Ok(()),
         }
@@ -41,8 +46,7 @@ impl Limiter {
             *entry = (now, 0);
         }
         if entry.1 >= self.limit {
-            let wait = WINDOW.saturating_sub(now.duration_since(entry.0)).as_secs().max(1);
-            return Err(wait);
+            return Err(seconds_left(entry.0, now));
         }
         entry.1 += 1;
         Ok(())

@@ -73,6 +73,14 @@ pub async fn demo_js() -> Response {
     asset(&widget::DEMO_JS, "no-cache")
 }
 
+/// The origins allowed for a checkout's merchant; none without a checkout (or on a store error).
+async fn origins_of(state: &AppState, payment: Option<&smartpay_store::Payment>) -> Vec<String> {
+    match payment {
+        Some(p) => widget::allowed_origins(state, &p.merchant_id).await.unwrap_or_default(),
+        None => Vec::new(),
+    }
+}
+
 /// A page with a strict CSP: scripts and styles only from this origin, no inline script.
 fn page(html: String, frame_ancestors: &str) -> Response {
     let mut r = axum::response::Html(html).into_response();
@@ -110,10 +118,7 @@ pub async fn frame(State(state): State<Arc<AppState>>, Query(q): Query<FrameQuer
         Ok(p) => (Some(p), None),
         Err(_) => (None, Some("ERR_CONFIG")),
     };
-    let allowed = match &payment {
-        Some(p) => widget::allowed_origins(&state, &p.merchant_id).await.unwrap_or_default(),
-        None => Vec::new(),
-    };
+    let allowed = origins_of(&state, payment.as_ref()).await;
     let parent = q.origin.as_deref().and_then(widget::normalize_origin);
     let error = error.or(match &parent {
         Some(o) if allowed.contains(o) => None,
@@ -238,10 +243,7 @@ pub async fn hosted(
     let payment = engine::checkout_for_token(&state, &token).await.ok();
     let known = payment.is_some();
     // Only back to the merchant's own registered origins: never an open redirect.
-    let allowed = match &payment {
-        Some(p) => widget::allowed_origins(&state, &p.merchant_id).await.unwrap_or_default(),
-        None => Vec::new(),
-    };
+    let allowed = origins_of(&state, payment.as_ref()).await;
     let return_url = q.return_url.filter(|u| {
         u.len() <= 2048
             && !u.contains(char::is_whitespace)
