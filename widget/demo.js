@@ -3,8 +3,10 @@
 (function () {
   'use strict';
   var statusBox = document.getElementById('status');
+  // Each checkout's status is readable only with the demoSession it was created with.
+  var sessions = {};
   function showStatus(id) {
-    fetch('/demo/api/status/' + encodeURIComponent(id)).then(function (r) { return r.json(); }).then(function (s) {
+    fetch('/demo/api/status/' + encodeURIComponent(id), { headers: { 'X-Demo-Session': sessions[id] || '' } }).then(function (r) { return r.json(); }).then(function (s) {
       statusBox.textContent = JSON.stringify(s, null, 2);
     });
   }
@@ -18,6 +20,7 @@
       body: JSON.stringify({ amount: document.getElementById('amount').value, currency: document.getElementById('currency').value, culture: culture })
     }).then(function (r) { return r.json().then(function (b) { return { ok: r.ok, body: b }; }); }).then(function (r) {
       if (!r.ok) { statusBox.textContent = JSON.stringify(r.body, null, 2); return; }
+      sessions[r.body.transactionId] = r.body.demoSession;
       window.SmpLibrary.SmartPayAppInstance.renderWidget({
         checkoutToken: r.body.checkoutToken,
         culture: culture,

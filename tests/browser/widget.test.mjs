@@ -89,7 +89,14 @@ async function waitFor(page, expr, timeout = 15000) {
   await page.waitForFunction(expr, null, { timeout });
 }
 
-async function payWith(page, number, { cvc = '737', expiry = '12/30' } = {}) {
+// MM/YY three years from today, so the test cards never expire.
+function validExpiry() {
+  const now = new Date();
+  return `${String(now.getUTCMonth() + 1).padStart(2, '0')}/${String((now.getUTCFullYear() + 3) % 100).padStart(2, '0')}`;
+}
+const EXPIRY = validExpiry();
+
+async function payWith(page, number, { cvc = '737', expiry = EXPIRY } = {}) {
   const f = page.frameLocator('iframe[title="SmartPay payment form"]');
   await f.locator('#number').fill(number);
   await f.locator('#expiry').fill(expiry);
@@ -265,7 +272,7 @@ test('a second page shows the selection and an external pay button (multi-page f
   const { page, context } = await open({ token: c.checkoutToken, multi: '1' });
   const f = page.frameLocator('iframe[title="SmartPay payment form"]');
   await f.locator('#number').fill('5555 5555 5555 4444');
-  await f.locator('#expiry').fill('12/30');
+  await f.locator('#expiry').fill(EXPIRY);
   await f.locator('#cvc').fill('737');
   await page.locator('#button-container button').click();
   await waitFor(page, 'window.__results.length > 0');
@@ -306,7 +313,7 @@ test('a newcomer pays in the demo shop and sees CAPTURED from Get Payment Status
   await page.locator('#start').click();
   const f = page.frameLocator('iframe[title="SmartPay payment form"]');
   await f.locator('#number').fill('4111 1111 1111 1111');
-  await f.locator('#expiry').fill('12/30');
+  await f.locator('#expiry').fill(EXPIRY);
   await f.locator('#cvc').fill('737');
   await f.locator('#pay').click();
   await page.waitForFunction(() => document.getElementById('status').textContent.includes('"paymentStatus"'), null, { timeout: 15000 });

@@ -5,10 +5,15 @@
 //! members in order with duplicate keys refused, a nesting limit, and errors that name the
 //! line and column where a merchant's body went wrong (RFC 8259 grammar, UTF-8 only).
 
+use std::collections::HashSet;
 use std::fmt;
 
 /// Deepest nesting of arrays and objects a body may have.
 pub const MAX_DEPTH: usize = 32;
+
+/// Members an object may have before its duplicate check switches from a scan to a hash set.
+/// Below this a scan is cheaper than hashing; above it the scan would make parsing quadratic.
+const SCAN_LIMIT: usize = 8;
 
 /// A parsed JSON value. Numbers keep their source text.
 #[derive(Debug, Clone, PartialEq)]
@@ -200,6 +205,9 @@ impl Parser<'_> {
         }
         self.pos += 1;
         let mut members: Vec<(String, Value)> = Vec::new();
+        // Filled only once the object outgrows `SCAN_LIMIT`; std's hasher is randomly keyed,
+        // so chosen keys cannot make it collide.
+        let mut seen: HashSet<String> = HashSet::new();
         self.skip_ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
@@ -215,7 +223,15 @@ impl Parser<'_> {
             }
             let key_at = self.pos;
             let key = self.string()?;
-            if members.iter().any(|(k, _)| *k == key) {
+            let duplicate = if members.len() < SCAN_LIMIT {
+                members.iter().any(|(k, _)| *k == key)
+            } else {
+                if seen.is_empty() {
+                    seen.extend(members.iter().map(|(k, _)| k.clone()));
+                }
+                !seen.insert(key.clone())
+            };
+            if duplicate {
                 return Err(self.err_at(SyntaxErrorKind::DuplicateKey(key), key_at));
             }
             self.skip_ws();
@@ -409,6 +425,42 @@ mod tests {
         let e = parse(b"{\"a\":1,\n \"a\":2}").unwrap_err();
         assert_eq!(e.kind, SyntaxErrorKind::DuplicateKey("a".into()));
         assert_eq!((e.line, e.column), (2, 2));
+    }
+
+    #[test]
+    fn a_duplicate_is_found_among_many_keys_wherever_it_is() {
+        for (first, second) in [(0, 1), (0, 2999), (2998, 2999), (7, 8), (8, 9), (1500, 2999)] {
+            let mut members: Vec<String> = (0..3000).map(|i| format!("\"k{i}\":{i}")).collect();
+            members[second] = format!("\"k{first}\":0");
+            let body = format!("{{{}}}", members.join(","));
+            let e = parse(body.as_bytes()).unwrap_err();
+            assert_eq!(e.kind, SyntaxErrorKind::DuplicateKey(format!("k{first}")), "{first} and {second}");
+            let at = body.find(&format!(",\"k{first}\":0")).unwrap() + 2;
+            assert_eq!((e.line, e.column), (1, at), "{first} and {second}");
+        }
+    }
+
+    fn object_with_keys(count: usize) -> String {
+        let members: Vec<String> = (0..count).map(|n| format!("\"{n:x}\":1")).collect();
+        format!("{{{}}}", members.join(","))
+    }
+
+    #[test]
+    fn a_64_kib_object_with_thousands_of_distinct_keys_parses() {
+        let body = object_with_keys(7700);
+        assert!((60 * 1024..=64 * 1024).contains(&body.len()), "{} bytes", body.len());
+        let Value::Object(members) = parse(body.as_bytes()).unwrap() else { panic!("not an object") };
+        assert_eq!(members.len(), 7700);
+        assert_eq!(members[7699], ("1e13".to_owned(), Value::Number("1".into())));
+    }
+
+    #[test]
+    fn duplicate_detection_is_linear_in_the_number_of_keys() {
+        // 200,000 keys: a pairwise check makes 2·10¹⁰ comparisons (minutes), a set 2·10⁵.
+        let body = object_with_keys(200_000);
+        let started = std::time::Instant::now();
+        assert!(parse(body.as_bytes()).is_ok());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
     }
 
     #[test]

@@ -72,22 +72,14 @@ pub enum AmountError {
 
 /// Parses a JSON number's text into minor units with `exponent` decimals.
 /// Trailing zeros after the point do not count as precision (`10.990` EUR is 1099).
+/// Any text, however long its digits or exponent, gives a value or an error, never a panic.
 pub fn parse_minor(text: &str, exponent: u8) -> Result<i64, AmountError> {
     let (negative, rest) = match text.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, text),
     };
     let (mantissa, exp) = match rest.find(['e', 'E']) {
-        Some(i) => {
-            let e = &rest[i + 1..];
-            let e = e.strip_prefix('+').unwrap_or(e);
-            if e.is_empty() || !e.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit()) {
-                return Err(AmountError::NotANumber);
-            }
-            // Exponents beyond a few digits can only overflow or underflow.
-            let e: i64 = e.parse().unwrap_or(if e.starts_with('-') { i64::MIN / 2 } else { i64::MAX / 2 });
-            (&rest[..i], e)
-        }
+        Some(i) => (&rest[..i], parse_exponent(&rest[i + 1..])?),
         None => (rest, 0),
     };
     let (int_part, frac_part) = match mantissa.split_once('.') {
@@ -101,33 +93,52 @@ pub fn parse_minor(text: &str, exponent: u8) -> Result<i64, AmountError> {
     {
         return Err(AmountError::NotANumber);
     }
-    // value = digits × 10^(exp − frac_len); drop leading and trailing zeros of `digits`.
-    let mut digits: String = format!("{int_part}{frac_part}");
-    let mut power = exp.saturating_sub(frac_part.len() as i64);
-    while digits.len() > 1 && digits.ends_with('0') {
-        digits.pop();
-        power = power.saturating_add(1);
-    }
-    let digits = digits.trim_start_matches('0');
-    if digits.is_empty() {
+    // value = significant × 10^(exp − frac_len + trailing zeros); minor = value × 10^exponent.
+    let digits = format!("{int_part}{frac_part}");
+    let without_trailing = digits.trim_end_matches('0');
+    let significant = without_trailing.trim_start_matches('0');
+    if significant.is_empty() {
         return Ok(0);
     }
-    // minor = digits × 10^(power + exponent)
-    let shift = power.saturating_add(i64::from(exponent));
+    // i128 holds these sums of an i64 and lengths; checked all the same, so nothing can wrap.
+    let wide = |n: usize| i128::try_from(n).ok();
+    let shift = wide(digits.len() - without_trailing.len())
+        .and_then(|zeros| i128::from(exp).checked_add(zeros))
+        .and_then(|p| p.checked_sub(wide(frac_part.len())?))
+        .and_then(|p| p.checked_add(i128::from(exponent)))
+        .ok_or(AmountError::TooLarge)?;
     if shift < 0 {
         return Err(AmountError::TooPrecise { max: exponent });
     }
-    if digits.len() as i64 + shift > 18 {
+    // MAX_MINOR has 18 digits: anything longer is refused before a digit is converted.
+    if wide(significant.len()).and_then(|len| len.checked_add(shift)).is_none_or(|total| total > 18) {
         return Err(AmountError::TooLarge);
     }
-    let mut minor: i64 = digits.parse().map_err(|_| AmountError::TooLarge)?;
-    for _ in 0..shift {
-        minor = minor.checked_mul(10).ok_or(AmountError::TooLarge)?;
-    }
-    if minor > MAX_MINOR {
-        return Err(AmountError::TooLarge);
-    }
+    let minor = u32::try_from(shift)
+        .ok()
+        .and_then(|shift| 10i64.checked_pow(shift))
+        .zip(significant.parse::<i64>().ok())
+        .and_then(|(scale, significant)| significant.checked_mul(scale))
+        .filter(|minor| *minor <= MAX_MINOR)
+        .ok_or(AmountError::TooLarge)?;
     Ok(if negative { -minor } else { minor })
+}
+
+/// Reads a number's exponent: an optional sign, then at least one digit. An exponent beyond
+/// i64 saturates: no mantissa is long enough to bring such a value back into range.
+fn parse_exponent(text: &str) -> Result<i64, AmountError> {
+    let (negative, digits) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AmountError::NotANumber);
+    }
+    let magnitude = digits.trim_start_matches('0');
+    // Only digits remain, so parsing fails only by overflowing.
+    let value: i64 = if magnitude.is_empty() { 0 } else { magnitude.parse().unwrap_or(i64::MAX) };
+    Ok(if negative { -value } else { value })
 }
 
 /// Formats minor units as a major-unit decimal text: `1099, 2` → `10.99`, `100, 0` → `100`.
@@ -185,6 +196,44 @@ mod tests {
     }
 
     #[test]
+    fn extreme_exponents_and_digit_strings_are_refused_without_overflowing() {
+        let too_large = [
+            "1e9223372036854775807".to_owned(),
+            "1e9223372036854775808".to_owned(),
+            "1e+9223372036854775807".to_owned(),
+            "-1E9223372036854775807".to_owned(),
+            "1.5e9223372036854775807".to_owned(),
+            "1e00000000000000000000000000000000019".to_owned(),
+            "1".repeat(100_000),
+            format!("{}.5", "9".repeat(100_000)),
+            format!("1{}", "0".repeat(100_000)),
+            format!("1{}e-99980", "0".repeat(100_000)),
+        ];
+        for text in &too_large {
+            assert_eq!(parse_minor(text, 2), Err(AmountError::TooLarge), "{text:.40}");
+        }
+        let too_precise = [
+            "1e-9223372036854775808".to_owned(),
+            "1e-9223372036854775807".to_owned(),
+            "1e-99999999999999999999999999".to_owned(),
+            "-9.9e-9223372036854775808".to_owned(),
+            format!("0.{}1", "0".repeat(100_000)),
+            format!("1{}e-9223372036854775808", "0".repeat(10_000)),
+        ];
+        for text in &too_precise {
+            assert_eq!(parse_minor(text, 2), Err(AmountError::TooPrecise { max: 2 }), "{text:.40}");
+        }
+        for zero in ["0e9223372036854775807", "0e-9223372036854775808", "0.000e99999999999999999999", "-0"] {
+            assert_eq!(parse_minor(zero, 2), Ok(0), "{zero}");
+        }
+        assert_eq!(parse_minor(&format!("0.{}1e100003", "0".repeat(100_000)), 2), Ok(10_000));
+        assert_eq!(parse_minor(&format!("{}1.5", "0".repeat(100_000)), 2), Ok(150));
+        for bad in ["1e--5", "1e+-5", "1e-+5", "1e+", "1e-", "1e5.5", "1e5e5", "1ee5", "1e 5"] {
+            assert_eq!(parse_minor(bad, 2), Err(AmountError::NotANumber), "{bad}");
+        }
+    }
+
+    #[test]
     fn amounts_format_with_the_currencys_digits() {
         assert_eq!(format_minor(1099, 2), "10.99");
         assert_eq!(format_minor(5, 2), "0.05");
@@ -210,6 +259,27 @@ mod tests {
         #[test]
         fn never_panics(s in "[-+0-9.eE]{0,30}", exponent in 0u8..=4) {
             let _ = parse_minor(&s, exponent);
+        }
+
+        #[test]
+        fn any_exponent_gives_a_value_or_an_error(
+            mantissa in "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,20})?",
+            sign in "[-+]?",
+            exp in "[0-9]{1,40}",
+            exponent in 0u8..=4,
+        ) {
+            let text = format!("{mantissa}e{sign}{exp}");
+            match parse_minor(&text, exponent) {
+                Ok(minor) => prop_assert!(minor.unsigned_abs() <= MAX_MINOR as u64, "{text}: {minor}"),
+                Err(e) => prop_assert_ne!(e, AmountError::NotANumber, "{}", text),
+            }
+        }
+
+        #[test]
+        fn a_power_of_ten_moves_the_point(minor in 1i64..1_000_000_000, shift in 0u32..=8) {
+            // `minor` in EUR cents written as `minor × 10^-(2 + shift)` with the point moved back.
+            let text = format!("{minor}{}e-{}", "0".repeat(shift as usize), shift + 2);
+            prop_assert_eq!(parse_minor(&text, 2), Ok(minor));
         }
     }
 }

@@ -46,7 +46,8 @@ pub struct AuthorizeRequest {
     pub amount_minor: i64,
     pub currency: String,
     pub card: Card,
-    /// Where the provider's 3-D Secure challenge page returns to.
+    /// Where the provider's 3-D Secure challenge page should return to. The sandbox acquirer
+    /// ignores it: its challenges return only to the page it was configured with.
     pub return_url: Option<String>,
 }
 

@@ -1,22 +1,45 @@
 //! The sandbox acquirer: a connector ([`SandboxConnector`]) and the fake acquirer it talks to
 //! over real HTTP ([`acquirer`]), which implements every test card of CONTRACT §10, a 3-D Secure
 //! challenge page of its own, and configurable latency.
+//!
+//! The connector authenticates with the acquirer's API key (`Authorization: Bearer`), follows no
+//! redirects, reads at most [`MAX_ANSWER_BYTES`] of an answer, and never logs or returns an
+//! error body: a refusal becomes [`ProviderError::Rejected`] with the status code and the
+//! answer's error code when it is a short `snake_case` word, `unreadable` otherwise.
 
 pub mod acquirer;
 mod mapping;
 pub mod wire;
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::*;
 
+/// Largest answer the connector reads from the acquirer.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// Longest error code taken from a refusal; anything longer or not `snake_case` is `unreadable`.
+const MAX_ERROR_CODE: usize = 64;
+
 /// How the connector reaches the sandbox acquirer.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectorConfig {
-    /// e.g. `http://127.0.0.1:8080/sandbox-acquirer`
+    /// The acquirer's machine API, e.g. `http://127.0.0.1:41234` ([`acquirer::SpawnedAcquirer::api_base`]).
     pub base_url: String,
     /// Longest wait for an answer; beyond it the outcome is `Unknown`.
     pub timeout: Duration,
+    /// The acquirer's API key ([`acquirer::AcquirerConfig::api_key`]), sent as a bearer token.
+    pub api_key: String,
+}
+
+impl fmt::Debug for ConnectorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectorConfig")
+            .field("base_url", &self.base_url)
+            .field("timeout", &self.timeout)
+            .field("api_key", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The connector: SmartPay's side of the sandbox acquirer's API.
@@ -27,7 +50,11 @@ pub struct SandboxConnector {
 
 impl SandboxConnector {
     pub fn new(config: ConnectorConfig) -> Self {
-        let http = reqwest::Client::builder().timeout(config.timeout).build().unwrap_or_default();
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
         SandboxConnector { config, http }
     }
 
@@ -41,7 +68,8 @@ impl SandboxConnector {
         path: &str,
         body: &B,
     ) -> Result<Option<R>, ProviderError> {
-        let resp = match self.http.post(self.url(path)).json(body).send().await {
+        let sent = self.http.post(self.url(path)).bearer_auth(&self.config.api_key).json(body).send().await;
+        let resp = match sent {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(provider = "sandbox", error = %e.without_url(), "no answer from the acquirer");
@@ -52,19 +80,67 @@ impl SandboxConnector {
     }
 }
 
-async fn read<R: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<Option<R>, ProviderError> {
+/// Up to `limit` bytes of the body; `None` when it is longer or breaks off.
+async fn read_bounded(resp: &mut reqwest::Response, limit: usize) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp.chunk().await.ok()? {
+        if buf.len() + chunk.len() > limit {
+            return None;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Some(buf)
+}
+
+/// The `error` code of a refusal's body if it is a short `snake_case` word; never the body itself.
+pub fn error_code(body: &[u8]) -> &'static str {
+    let Ok(e) = serde_json::from_slice::<wire::ErrorBody>(body) else { return "unreadable" };
+    let ok = !e.error.is_empty()
+        && e.error.len() <= MAX_ERROR_CODE
+        && e.error.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !ok {
+        return "unreadable";
+    }
+    // Known codes only, so nothing a provider chose ends up in logs or errors verbatim.
+    KNOWN_ERROR_CODES.iter().find(|c| **c == e.error).copied().unwrap_or("other")
+}
+
+/// The error codes the sandbox acquirer answers.
+const KNOWN_ERROR_CODES: &[&str] = &[
+    "unauthorized",
+    "malformed_request",
+    "body_too_large",
+    "invalid_pan",
+    "invalid_cvc",
+    "invalid_amount",
+    "invalid_currency",
+    "invalid_idempotency_key",
+    "invalid_holder",
+    "currency_mismatch",
+    "not_found",
+    "too_many_modifications",
+    "acquirer_full",
+];
+
+async fn read<R: serde::de::DeserializeOwned>(mut resp: reqwest::Response) -> Result<Option<R>, ProviderError> {
     let status = resp.status();
     if status.is_client_error() {
-        let text = resp.text().await.unwrap_or_default();
-        return Err(ProviderError::Rejected(format!("{status}: {text}")));
+        let code = read_bounded(&mut resp, 1024).await.map_or("unreadable", |b| error_code(&b));
+        tracing::warn!(provider = "sandbox", status = status.as_u16(), code, "the acquirer refused the request");
+        return Err(ProviderError::Rejected(format!("{} {code}", status.as_u16())));
     }
     if !status.is_success() {
+        tracing::warn!(provider = "sandbox", status = status.as_u16(), "the acquirer failed");
         return Ok(None);
     }
-    match resp.json::<R>().await {
+    let Some(body) = read_bounded(&mut resp, MAX_ANSWER_BYTES).await else {
+        tracing::warn!(provider = "sandbox", "no complete answer from the acquirer");
+        return Ok(None);
+    };
+    match serde_json::from_slice::<R>(&body) {
         Ok(r) => Ok(Some(r)),
-        Err(e) => {
-            tracing::warn!(provider = "sandbox", error = %e.without_url(), "unreadable answer from the acquirer");
+        Err(_) => {
+            tracing::warn!(provider = "sandbox", "unreadable answer from the acquirer");
             Ok(None)
         }
     }
@@ -108,10 +184,11 @@ impl Provider for SandboxConnector {
     fn status(&self, reference: &str) -> ProviderFuture<'_, ProviderStatus> {
         let url = self.url(&format!("/v1/authorizations/{reference}"));
         Box::pin(async move {
-            let answer: Option<wire::Authorization> = match self.http.get(url).send().await {
-                Ok(r) => read(r).await?,
-                Err(_) => None,
-            };
+            let answer: Option<wire::Authorization> =
+                match self.http.get(url).bearer_auth(&self.config.api_key).send().await {
+                    Ok(r) => read(r).await?,
+                    Err(_) => None,
+                };
             Ok(answer.map_or(ProviderStatus::Unknown, |a| mapping::provider_status(&a)))
         })
     }

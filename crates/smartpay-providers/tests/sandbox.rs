@@ -1,32 +1,78 @@
-//! Every test card of CONTRACT §10 through the connector and the fake acquirer, over real HTTP.
+//! Every test card of CONTRACT §10 through the connector and the fake acquirer, over real HTTP,
+//! and the acquirer's defences: its API answers only the connector's key, its memory is capped,
+//! its challenge page may be framed only by SmartPay and returns only to SmartPay's page.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
 use smartpay_domain::card::{CardNumber, Cvc, Expiry};
-use smartpay_providers::sandbox::acquirer::{AcquirerConfig, router};
+use smartpay_providers::sandbox::acquirer::{AcquirerConfig, SpawnedAcquirer, spawn};
 use smartpay_providers::sandbox::{ConnectorConfig, SandboxConnector};
 use smartpay_providers::*;
 
-async fn setup() -> (SandboxConnector, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+const KEY: &str = "test-key-0123456789abcdef";
+
+/// A running acquirer, its challenge router served on a "public" listener of its own as
+/// SmartPay would, and a connector that holds the right key.
+struct Sandbox {
+    p: SandboxConnector,
+    acq: SpawnedAcquirer,
+    /// The machine API, e.g. `http://127.0.0.1:1234`.
+    api: String,
+    /// The public listener's origin.
+    public: String,
+}
+
+impl Sandbox {
+    fn return_url(&self) -> String {
+        format!("{}/widget/challenge-return", self.public)
+    }
+
+    fn connector(&self, key: &str) -> SandboxConnector {
+        SandboxConnector::new(ConnectorConfig {
+            base_url: self.api.clone(),
+            timeout: Duration::from_millis(300),
+            api_key: key.into(),
+        })
+    }
+}
+
+async fn setup() -> Sandbox {
+    setup_with(100_000).await
+}
+
+async fn setup_with(max_authorizations: usize) -> Sandbox {
+    let public_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public = format!("http://{}", public_listener.local_addr().unwrap());
     let config = AcquirerConfig {
         latency: Duration::from_millis(1),
         pending_delay: Duration::from_millis(300),
         slow_delay: Duration::from_millis(800),
-        public_base: base.clone(),
+        public_base: format!("{public}/sandbox-acquirer"),
+        return_url: format!("{public}/widget/challenge-return"),
+        frame_ancestor: public.clone(),
+        api_key: KEY.into(),
+        max_authorizations,
+        ..AcquirerConfig::default()
     };
-    tokio::spawn(async move { axum::serve(listener, router(config)).await });
-    let connector =
-        SandboxConnector::new(ConnectorConfig { base_url: base.clone(), timeout: Duration::from_millis(300) });
-    (connector, base)
+    let acq = spawn(config).await.unwrap();
+    let app = axum::Router::new().nest("/sandbox-acquirer", acq.challenge_router.clone());
+    tokio::spawn(async move { axum::serve(public_listener, app).await });
+    let api = format!("http://{}", acq.api_addr);
+    let p = SandboxConnector::new(ConnectorConfig {
+        base_url: api.clone(),
+        timeout: Duration::from_millis(300),
+        api_key: KEY.into(),
+    });
+    Sandbox { p, acq, api, public }
 }
 
 fn card(number: &str, cvc: &str) -> Card {
     let (n, brand) = CardNumber::parse(number).unwrap();
-    Card { number: n, expiry: Expiry { month: 12, year: 2035 }, cvc: Cvc::parse(cvc, brand).unwrap(), holder: None }
+    let (year, _, _) = smartpay_domain::Millis::now().date();
+    let expiry = Expiry { month: 12, year: u16::try_from(year + 5).unwrap() };
+    Card { number: n, expiry, cvc: Cvc::parse(cvc, brand).unwrap(), holder: None }
 }
 
 fn request(id: &str, number: &str) -> AuthorizeRequest {
@@ -51,7 +97,7 @@ fn modify(reference: &str, id: &str, amount: i64) -> ModifyRequest {
 
 #[tokio::test]
 async fn each_test_card_gives_its_documented_outcome() {
-    let (p, _) = setup().await;
+    let Sandbox { p, .. } = &setup().await;
     for n in ["4111111111111111", "5555555555554444", "378282246310005", "4000000000000341", "4000000000005126"] {
         let o = p.authorize(request(&format!("pay-{n}"), n)).await.unwrap();
         match o {
@@ -78,7 +124,7 @@ async fn each_test_card_gives_its_documented_outcome() {
 
 #[tokio::test]
 async fn pending_cards_are_decided_later_and_found_by_polling() {
-    let (p, _) = setup().await;
+    let Sandbox { p, .. } = &setup().await;
     let AuthorizeOutcome::Pending { reference: ok } =
         p.authorize(request("pay-259", "4000000000000259")).await.unwrap()
     else {
@@ -97,7 +143,7 @@ async fn pending_cards_are_decided_later_and_found_by_polling() {
 
 #[tokio::test]
 async fn a_silent_acquirer_gives_unknown_and_the_retry_is_idempotent() {
-    let (p, _) = setup().await;
+    let Sandbox { p, .. } = &setup().await;
     assert_eq!(p.authorize(request("pay-408", "4000000000000408")).await.unwrap(), AuthorizeOutcome::Unknown);
     // Asking again with the same payment id (the provider-side idempotency key) finds the one
     // authorization the acquirer made, at once, instead of making a second.
@@ -121,7 +167,7 @@ async fn a_silent_acquirer_gives_unknown_and_the_retry_is_idempotent() {
 
 #[tokio::test]
 async fn captures_refunds_and_cancellations_follow_the_card_and_the_amounts() {
-    let (p, _) = setup().await;
+    let Sandbox { p, .. } = &setup().await;
     let AuthorizeOutcome::Authorized { reference: r } =
         p.authorize(request("pay-a", "4111111111111111")).await.unwrap()
     else {
@@ -174,40 +220,298 @@ async fn captures_refunds_and_cancellations_follow_the_card_and_the_amounts() {
     );
 }
 
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
 #[tokio::test]
-async fn the_challenge_page_approves_or_fails_the_authorization() {
-    let (p, _) = setup().await;
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    for (decision, expected) in [
-        ("approve", ProviderStatus::Authorized),
-        ("fail", ProviderStatus::Declined(DeclineReason::AuthenticationFailed)),
+async fn the_challenge_page_approves_or_fails_and_returns_only_to_smartpays_page() {
+    let sb = setup().await;
+    let http = no_redirects();
+    for (decision, expected, result) in [
+        ("approve", ProviderStatus::Authorized, "authorized"),
+        ("fail", ProviderStatus::Declined(DeclineReason::AuthenticationFailed), "declined"),
     ] {
         let mut req = request(&format!("pay-3ds-{decision}"), "4000000000003220");
-        req.return_url = Some("http://127.0.0.1:1/back".into());
-        let AuthorizeOutcome::ChallengeRequired { reference, url } = p.authorize(req).await.unwrap() else { panic!() };
-        assert_eq!(p.status(&reference).await.unwrap(), ProviderStatus::ChallengePending);
+        // An attacker's return address is neither stored nor followed.
+        req.return_url = Some("https://evil.example/steal".into());
+        let AuthorizeOutcome::ChallengeRequired { reference, url } = sb.p.authorize(req).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(url, format!("{}/sandbox-acquirer/v1/challenges/{reference}", sb.public), "reached by a browser");
+        assert_eq!(sb.p.status(&reference).await.unwrap(), ProviderStatus::ChallengePending);
         let page = http.get(&url).send().await.unwrap();
-        assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
+        assert_eq!(page.status(), 200);
+        let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        assert!(csp.contains(&format!("frame-ancestors {}", sb.public)), "only SmartPay may frame it: {csp}");
         let html = page.text().await.unwrap();
         assert!(html.contains("10.99 EUR") && html.contains("Approve"), "{html}");
-        let r = http.post(&url).form(&[("decision", decision)]).send().await.unwrap();
+        let r = http
+            .post(&url)
+            .form(&[("decision", decision), ("returnUrl", "https://evil.example/"), ("return_url", "//evil.example")])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 303);
-        assert_eq!(r.headers()["location"], "http://127.0.0.1:1/back");
-        assert_eq!(p.status(&reference).await.unwrap(), expected);
+        let expected_location = format!("{}?authorization={reference}&result={result}", sb.return_url());
+        assert_eq!(r.headers()["location"], expected_location.as_str());
+        assert_eq!(sb.p.status(&reference).await.unwrap(), expected);
+        // Deciding again changes nothing and still returns only to SmartPay.
+        let again = http.post(&url).form(&[("decision", "approve")]).send().await.unwrap();
+        assert_eq!(again.headers()["location"], expected_location.as_str());
+        assert_eq!(sb.p.status(&reference).await.unwrap(), expected);
     }
 }
 
 #[tokio::test]
-async fn the_acquirer_refuses_malformed_requests() {
-    let (_, base) = setup().await;
+async fn the_challenge_page_refuses_unknown_challenges_and_decisions() {
+    let sb = setup().await;
+    let http = no_redirects();
+    let unknown = format!("{}/sandbox-acquirer/v1/challenges/{}", sb.public, "x".repeat(22));
+    assert_eq!(http.get(&unknown).send().await.unwrap().status(), 404);
+    let r = http.post(&unknown).form(&[("decision", "approve")]).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().get("location").is_none());
+    let AuthorizeOutcome::ChallengeRequired { reference, url } =
+        sb.p.authorize(request("pay-3ds-odd", "4000000000003220")).await.unwrap()
+    else {
+        panic!()
+    };
+    let r = http.post(&url).form(&[("decision", "maybe")]).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(sb.p.status(&reference).await.unwrap(), ProviderStatus::ChallengePending);
+}
+
+#[tokio::test]
+async fn the_public_listener_does_not_serve_the_acquirers_api() {
+    let sb = setup().await;
+    let AuthorizeOutcome::Authorized { reference } =
+        sb.p.authorize(request("pay-pub", "4111111111111111")).await.unwrap()
+    else {
+        panic!()
+    };
     let http = reqwest::Client::new();
     let r = http
-        .post(format!("{base}/v1/authorizations"))
-        .json(&serde_json::json!({"pan": "4111111111111112", "expiryMonth": 12, "expiryYear": 2035, "cvc": "737", "amount": 1, "currency": "EUR", "idempotencyKey": "k"}))
+        .get(format!("{}/sandbox-acquirer/v1/authorizations/{reference}", sb.public))
+        .bearer_auth(KEY)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
-    let text = r.text().await.unwrap();
-    assert!(!text.contains("4111111111111112"), "errors never echo the card number");
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn the_api_answers_only_requests_with_the_connectors_key() {
+    let sb = setup().await;
+    let AuthorizeOutcome::Authorized { reference } =
+        sb.p.authorize(request("pay-k", "4111111111111111")).await.unwrap()
+    else {
+        panic!()
+    };
+    let http = reqwest::Client::new();
+    let lookup = format!("{}/v1/authorizations/{reference}", sb.api);
+    assert_eq!(http.get(&lookup).bearer_auth(KEY).send().await.unwrap().status(), 200, "the right key is let in");
+    let refused = [
+        http.get(&lookup),
+        http.get(&lookup).bearer_auth("wrong-key-0123456789abcdef"),
+        http.get(&lookup).bearer_auth(format!("{KEY}x")),
+        http.get(&lookup).bearer_auth(&KEY[..KEY.len() - 1]),
+        http.get(&lookup).header("authorization", KEY),
+        http.get(&lookup).basic_auth(KEY, Some(KEY)),
+        http.get(format!("{}/nowhere", sb.api)),
+    ];
+    for req in refused {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        assert!(!r.text().await.unwrap().contains(&reference));
+    }
+    // Without the key, an idempotency key finds nothing either, and nothing is stored.
+    let before = sb.acq.stored();
+    let r = http
+        .post(format!("{}/v1/authorizations", sb.api))
+        .json(&serde_json::json!({"pan": "4111111111111111", "expiryMonth": 12, "expiryYear": 2040, "cvc": "737", "amount": 1, "currency": "EUR", "idempotencyKey": "pay-k"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(!r.text().await.unwrap().contains(&reference));
+    let r = http
+        .post(format!("{}/v1/authorizations", sb.api))
+        .bearer_auth("wrong-key-0123456789abcdef")
+        .json(&serde_json::json!({"pan": "4111111111111111", "expiryMonth": 12, "expiryYear": 2040, "cvc": "737", "amount": 1, "currency": "EUR", "idempotencyKey": "pay-new"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(sb.acq.stored(), before, "a refused request stores nothing");
+    // A connector with the wrong key is refused, with only the status and code as its error.
+    let intruder = sb.connector("wrong-key-0123456789abcdef");
+    match intruder.status(&reference).await {
+        Err(ProviderError::Rejected(e)) => assert_eq!(e, "401 unauthorized"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn memory_holds_at_most_max_authorizations() {
+    let sb = setup_with(10).await;
+    let mut references = Vec::new();
+    for i in 0..50 {
+        let AuthorizeOutcome::Authorized { reference } =
+            sb.p.authorize(request(&format!("pay-cap-{i}"), "4111111111111111")).await.unwrap()
+        else {
+            panic!()
+        };
+        assert!(sb.acq.stored() <= 10, "after {i}: {}", sb.acq.stored());
+        references.push(reference);
+    }
+    assert_eq!(sb.acq.stored(), 10);
+    assert_eq!(sb.p.status(&references[49]).await.unwrap(), ProviderStatus::Authorized, "the newest are kept");
+    assert!(
+        matches!(sb.p.status(&references[0]).await, Err(ProviderError::Rejected(e)) if e == "404 not_found"),
+        "the oldest finished ones were forgotten"
+    );
+}
+
+#[tokio::test]
+async fn a_memory_full_of_undecided_challenges_refuses_new_authorizations() {
+    let sb = setup_with(3).await;
+    for i in 0..3 {
+        let o = sb.p.authorize(request(&format!("pay-open-{i}"), "4000000000003220")).await.unwrap();
+        assert!(matches!(o, AuthorizeOutcome::ChallengeRequired { .. }));
+    }
+    // 503 is "no usable answer": the engine polls later instead of guessing.
+    assert_eq!(sb.p.authorize(request("pay-more", "4111111111111111")).await.unwrap(), AuthorizeOutcome::Unknown);
+    assert_eq!(sb.acq.stored(), 3);
+}
+
+#[tokio::test]
+async fn the_acquirer_refuses_malformed_and_oversized_requests() {
+    let sb = setup().await;
+    let http = reqwest::Client::new();
+    let valid = serde_json::json!({"pan": "4111111111111111", "expiryMonth": 12, "expiryYear": 2040, "cvc": "737", "amount": 1, "currency": "EUR", "idempotencyKey": "k"});
+    let with = |field: &str, value: serde_json::Value| {
+        let mut v = valid.clone();
+        v[field] = value;
+        v
+    };
+    let cases = [
+        (with("pan", "4111111111111112".into()), "invalid_pan"),
+        (with("idempotencyKey", "k".repeat(256).into()), "invalid_idempotency_key"),
+        (with("idempotencyKey", "".into()), "invalid_idempotency_key"),
+        (with("currency", "EURO".into()), "invalid_currency"),
+        (with("currency", "E€".into()), "invalid_currency"),
+        (with("holder", "h".repeat(256).into()), "invalid_holder"),
+        (with("cvc", "73".into()), "invalid_cvc"),
+        (with("amount", 0.into()), "invalid_amount"),
+        (with("expiryMonth", "4111111111111111".into()), "malformed_request"),
+    ];
+    for (body, code) in cases {
+        let r = http.post(format!("{}/v1/authorizations", sb.api)).bearer_auth(KEY).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{code}");
+        let text = r.text().await.unwrap();
+        assert_eq!(text, format!("{{\"error\":\"{code}\"}}"));
+        assert!(!text.contains("411111111111111"), "errors never echo the card number");
+    }
+    let huge = with("returnUrl", "u".repeat(5 * 1024).into());
+    let r = http.post(format!("{}/v1/authorizations", sb.api)).bearer_auth(KEY).json(&huge).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(sb.acq.stored(), 0, "nothing refused was stored");
+    let AuthorizeOutcome::Authorized { reference } =
+        sb.p.authorize(request("pay-m", "4111111111111111")).await.unwrap()
+    else {
+        panic!()
+    };
+    let mut m = modify(&reference, &"m".repeat(256), 100);
+    assert!(
+        matches!(sb.p.capture(m.clone()).await, Err(ProviderError::Rejected(e)) if e == "400 invalid_idempotency_key")
+    );
+    m.modification_id = "m1".into();
+    m.currency = "EURO".into();
+    assert!(matches!(sb.p.capture(m).await, Err(ProviderError::Rejected(e)) if e == "400 invalid_currency"));
+    let long_id = "r".repeat(300);
+    assert!(matches!(sb.p.status(&long_id).await, Err(ProviderError::Rejected(e)) if e == "404 not_found"));
+}
+
+#[tokio::test]
+async fn huge_amounts_cannot_overflow_captures_or_refunds() {
+    let Sandbox { p, .. } = &setup().await;
+    let mut req = request("pay-big", "4111111111111111");
+    req.amount_minor = i64::MAX;
+    let AuthorizeOutcome::Authorized { reference: r } = p.authorize(req).await.unwrap() else { panic!() };
+    assert!(matches!(p.capture(modify(&r, "c1", i64::MAX)).await.unwrap(), ModifyOutcome::Succeeded { .. }));
+    assert!(matches!(p.capture(modify(&r, "c2", i64::MAX)).await.unwrap(), ModifyOutcome::Failed { .. }));
+    assert!(matches!(p.refund(modify(&r, "r1", i64::MAX)).await.unwrap(), ModifyOutcome::Succeeded { .. }));
+    assert!(matches!(p.refund(modify(&r, "r2", i64::MAX)).await.unwrap(), ModifyOutcome::Failed { .. }));
+}
+
+#[tokio::test]
+async fn a_providers_error_body_never_reaches_the_error_message() {
+    // A provider that answers 400 with card data and markup in its body.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let canary = r#"{"error":"4111111111111111 <script>alert(1)</script>"}"#;
+    let app = axum::Router::new()
+        .route(
+            "/v1/authorizations",
+            axum::routing::post(move || async move { (axum::http::StatusCode::BAD_REQUEST, canary) }),
+        )
+        .route(
+            "/v1/authorizations/{id}",
+            axum::routing::get(|| async { (axum::http::StatusCode::CONFLICT, r#"{"error":"made_up_code"}"#) }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let p =
+        SandboxConnector::new(ConnectorConfig { base_url: base, timeout: Duration::from_secs(2), api_key: KEY.into() });
+    match p.authorize(request("pay-e", "4111111111111111")).await {
+        Err(e @ ProviderError::Rejected(_)) => {
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("4111") && !shown.contains("script"), "{shown}");
+            assert!(shown.contains("400 unreadable"), "{shown}");
+        }
+        other => panic!("{other:?}"),
+    }
+    match p.status("abc").await {
+        Err(ProviderError::Rejected(e)) => assert_eq!(e, "409 other", "an unknown code is not repeated"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_debug_output() {
+    let config = AcquirerConfig { api_key: "acquirer-secret-canary-1234".into(), ..AcquirerConfig::default() };
+    assert!(!format!("{config:?}").contains("acquirer-secret-canary"));
+    let connector = ConnectorConfig {
+        base_url: "http://127.0.0.1:1".into(),
+        timeout: Duration::from_secs(1),
+        api_key: "connector-secret-canary-1234".into(),
+    };
+    assert!(!format!("{connector:?}").contains("connector-secret-canary"));
+    assert!(AcquirerConfig::default().api_key.len() >= 32, "a fresh random key by default");
+    assert_ne!(AcquirerConfig::default().api_key, AcquirerConfig::default().api_key);
+}
+
+#[tokio::test]
+async fn spawn_refuses_an_unsafe_configuration() {
+    let public = AcquirerConfig { listen: "0.0.0.0:0".parse().unwrap(), ..AcquirerConfig::default() };
+    assert_eq!(spawn(public).await.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    let weak = AcquirerConfig { api_key: "short".into(), ..AcquirerConfig::default() };
+    assert_eq!(spawn(weak).await.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    let relative = AcquirerConfig { return_url: "/widget/challenge-return".into(), ..AcquirerConfig::default() };
+    assert_eq!(spawn(relative).await.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    let injected =
+        AcquirerConfig { frame_ancestor: "https://a.example; script-src *".into(), ..AcquirerConfig::default() };
+    assert_eq!(spawn(injected).await.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    let empty = AcquirerConfig { max_authorizations: 0, ..AcquirerConfig::default() };
+    assert_eq!(spawn(empty).await.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+}
+
+#[tokio::test]
+async fn shutdown_closes_the_api_listener() {
+    let sb = setup().await;
+    let addr = sb.acq.api_addr;
+    sb.acq.shutdown().await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }

@@ -10,10 +10,12 @@ use smartpay_store::{SqliteOptions, SqliteStore, Store};
 use tokio::sync::watch;
 
 use crate::auth::{self, Authenticator};
+use crate::client_addr::TrustedProxies;
 use crate::config::{Config, Mode};
-use crate::limiter::Limiter;
+use crate::limiter::{AuthLockout, Limiter};
 use crate::metrics::Metrics;
 use crate::secrets::ServerKeys;
+use smartpay_domain::time::{Clock, SystemClock};
 use smartpay_providers::sandbox::ConnectorConfig;
 use smartpay_providers::{ProvidersConfig, Registry};
 
@@ -29,11 +31,17 @@ pub struct AppState {
     /// Card submissions per client IP and per merchant.
     pub ip_limiter: Limiter,
     pub merchant_limiter: Limiter,
-    /// Failed authentications per client IP (brute-force defence).
-    pub auth_fail_limiter: Limiter,
+    /// Failed authentications per (client address, identity) and per address (brute-force defence).
+    pub auth_lockout: AuthLockout,
+    /// Whose forwarding headers name the client.
+    pub proxies: TrustedProxies,
+    /// The one source of the current time.
+    pub clock: Arc<dyn Clock>,
     /// This server's base URL as browsers reach it, known once the listener is bound.
     public_base: OnceLock<String>,
     local_addr: OnceLock<std::net::SocketAddr>,
+    /// The sandbox acquirer's machine API (its loopback address and key), once started.
+    acquirer_api: OnceLock<(std::net::SocketAddr, String)>,
     providers: OnceLock<Registry>,
 }
 
@@ -42,15 +50,31 @@ pub fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<Server
     let create_key = config.mode == Mode::Sandbox && config.master_key_file.is_none();
     let secrets =
         ServerKeys::load_or_create(&config.master_key_path(), create_key).context("loading the master key")?;
+    crate::files::make_private_dir(&config.data_dir)
+        .with_context(|| format!("securing the data directory {}", config.data_dir.display()))?;
     let mut opts = SqliteOptions::new(config.database_path());
     opts.readers = config.store_readers;
+    crate::files::precreate_private(&config.database_path())
+        .with_context(|| format!("creating {}", config.database_path().display()))?;
     let store = SqliteStore::open(opts).with_context(|| format!("opening {}", config.database_path().display()))?;
+    crate::files::make_private_files(&config.data_dir)
+        .with_context(|| format!("securing the files in {}", config.data_dir.display()))?;
     Ok((Arc::new(store), Arc::new(secrets)))
 }
 
 impl AppState {
     /// Builds the state on an open store: ensures a signing key and loads credentials.
     pub async fn new(config: Config, store: Arc<dyn Store>, secrets: Arc<ServerKeys>) -> anyhow::Result<Arc<Self>> {
+        Self::with_clock(config, store, secrets, Arc::new(SystemClock)).await
+    }
+
+    /// [`AppState::new`] reading time from `clock` (tests move a manual clock).
+    pub async fn with_clock(
+        config: Config,
+        store: Arc<dyn Store>,
+        secrets: Arc<ServerKeys>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Arc<Self>> {
         auth::ensure_signing_key(store.as_ref(), &secrets).await?;
         let auth = Authenticator::new(
             store.clone(),
@@ -61,9 +85,15 @@ impl AppState {
         )
         .await?;
         Ok(Arc::new(AppState {
-            ip_limiter: Limiter::new(config.ip_submits_per_minute),
-            merchant_limiter: Limiter::new(config.merchant_submits_per_minute),
-            auth_fail_limiter: Limiter::new(config.auth_failures_per_minute),
+            ip_limiter: Limiter::new(config.ip_submits_per_minute, clock.clone()),
+            merchant_limiter: Limiter::new(config.merchant_submits_per_minute, clock.clone()),
+            auth_lockout: AuthLockout::new(
+                config.auth_failures_per_minute,
+                config.auth_failures_per_address_per_minute,
+                clock.clone(),
+            ),
+            proxies: TrustedProxies::new(&config.trusted_proxies),
+            clock,
             config,
             store,
             secrets,
@@ -72,6 +102,7 @@ impl AppState {
             in_flight: Mutex::new(HashSet::new()),
             public_base: OnceLock::new(),
             local_addr: OnceLock::new(),
+            acquirer_api: OnceLock::new(),
             providers: OnceLock::new(),
         }))
     }
@@ -81,13 +112,30 @@ impl AppState {
         self.public_base.get().map_or("http://127.0.0.1:8080", String::as_str)
     }
 
-    /// The sandbox acquirer's configuration, served at `/sandbox-acquirer`.
-    pub fn acquirer_config(&self) -> smartpay_providers::sandbox::acquirer::AcquirerConfig {
+    /// The current time.
+    pub fn now(&self) -> smartpay_domain::Millis {
+        self.clock.now()
+    }
+
+    /// The client's address: the TCP peer, or what trusted proxies say it is.
+    pub fn client_ip(&self, peer: std::net::IpAddr, headers: &axum::http::HeaderMap) -> std::net::IpAddr {
+        self.proxies.client_ip(peer, headers)
+    }
+
+    /// The sandbox acquirer's configuration: its machine API on a loopback port of its own, its
+    /// challenge pages mounted at `/sandbox-acquirer` on this server's public listener.
+    fn acquirer_config(&self, api_key: String) -> smartpay_providers::sandbox::acquirer::AcquirerConfig {
+        let base = self.public_base();
         smartpay_providers::sandbox::acquirer::AcquirerConfig {
             latency: Duration::from_millis(self.config.sandbox_latency_ms),
             pending_delay: Duration::from_millis(self.config.sandbox_pending_delay_ms),
             slow_delay: Duration::from_millis(self.config.sandbox_slow_delay_ms),
-            public_base: format!("{}/sandbox-acquirer", self.public_base()),
+            public_base: format!("{base}/sandbox-acquirer"),
+            return_url: format!("{base}/widget/challenge-return"),
+            frame_ancestor: crate::widget::normalize_origin(base).unwrap_or_else(|| base.to_owned()),
+            api_key,
+            max_authorizations: 100_000,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 
@@ -95,12 +143,12 @@ impl AppState {
     pub fn providers(&self) -> &Registry {
         self.providers.get_or_init(|| {
             let mut config = ProvidersConfig::default();
-            if self.config.sandbox_enabled() {
+            if let Some((addr, key)) = self.acquirer_api.get() {
                 // The connector reaches the acquirer over loopback HTTP, as it would a real one.
-                let addr = self.local_addr.get().copied().unwrap_or(self.config.listen);
                 config.sandbox = Some(ConnectorConfig {
-                    base_url: format!("http://{addr}/sandbox-acquirer"),
+                    base_url: format!("http://{addr}"),
                     timeout: Duration::from_millis(self.config.provider_timeout_ms),
+                    api_key: key.clone(),
                 });
             }
             Registry::new(&config)
@@ -111,6 +159,8 @@ impl AppState {
 /// A running server.
 pub struct Running {
     pub local_addr: std::net::SocketAddr,
+    /// Where `/metrics` is served, when `admin_listen` is set.
+    pub admin_addr: Option<std::net::SocketAddr>,
     pub state: Arc<AppState>,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -136,7 +186,7 @@ impl Running {
     }
 }
 
-/// Binds the listener and starts serving and the workers.
+/// Binds the listeners and starts serving and the workers.
 pub async fn start(state: Arc<AppState>) -> anyhow::Result<Running> {
     let listener = tokio::net::TcpListener::bind(state.config.listen)
         .await
@@ -145,16 +195,67 @@ pub async fn start(state: Arc<AppState>) -> anyhow::Result<Running> {
     let _ = state.local_addr.set(local_addr);
     let _ = state.public_base.set(state.config.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}")));
     let (tx, rx) = watch::channel(false);
-    let router = crate::http::router(state.clone());
-    let mut server_rx = rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = server_rx.wait_for(|stop| *stop).await;
-            })
+    let mut tasks = Vec::new();
+
+    let mut challenge_router = None;
+    if state.config.sandbox_enabled() {
+        let key = crate::secrets::random_alphanumeric(32)?;
+        let spawned = smartpay_providers::sandbox::acquirer::spawn(state.acquirer_config(key.clone()))
             .await
-    });
-    let workers = crate::workers::spawn(state.clone(), rx);
-    tracing::info!(%local_addr, mode = ?state.config.mode, "SmartPay listening");
-    Ok(Running { local_addr, state, shutdown: tx, server, workers })
+            .context("starting the sandbox acquirer")?;
+        let _ = state.acquirer_api.set((spawned.api_addr, key));
+        challenge_router = Some(spawned.challenge_router.clone());
+        let mut stop = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            drop(spawned);
+        }));
+    }
+
+    let admin_addr = match state.config.admin_listen {
+        Some(addr) => {
+            let admin = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr} (admin_listen, for /metrics)"))?;
+            let admin_addr = admin.local_addr()?;
+            let limits = crate::http::listener::Limits {
+                header_read_timeout: Duration::from_millis(state.config.header_read_timeout_ms),
+                max_header_bytes: state.config.max_header_bytes,
+                max_connections: 64,
+            };
+            let router = crate::http::admin_router(state.clone());
+            let stop = rx.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = crate::http::listener::serve(admin, router, limits, stop, || {}).await {
+                    tracing::error!(error = %e, "admin listener failed");
+                }
+            }));
+            tracing::info!(%admin_addr, "metrics at http://{admin_addr}/metrics");
+            Some(admin_addr)
+        }
+        None => None,
+    };
+
+    let router = crate::http::router(state.clone(), challenge_router);
+    let max_connections = crate::http::listener::effective_max_connections(state.config.max_connections);
+    if max_connections < state.config.max_connections {
+        tracing::warn!(
+            configured = state.config.max_connections,
+            max_connections,
+            "max_connections lowered to fit the open-files limit (raise it with ulimit -n)"
+        );
+    }
+    let limits = crate::http::listener::Limits {
+        header_read_timeout: Duration::from_millis(state.config.header_read_timeout_ms),
+        max_header_bytes: state.config.max_header_bytes,
+        max_connections,
+    };
+    let refused_state = state.clone();
+    let server = tokio::spawn(crate::http::listener::serve(listener, router, limits, rx.clone(), move || {
+        refused_state.metrics.counters.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }));
+    let mut workers = crate::workers::spawn(state.clone(), rx);
+    workers.extend(tasks);
+    tracing::info!(%local_addr, mode = ?state.config.mode, max_connections, "SmartPay listening");
+    Ok(Running { local_addr, admin_addr, state, shutdown: tx, server, workers })
 }

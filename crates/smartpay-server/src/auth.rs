@@ -8,6 +8,7 @@
 
 pub mod basic;
 pub mod jwt;
+pub mod token_endpoint;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -90,10 +91,12 @@ pub struct Authenticator {
     keys: RwLock<Keys>,
     basic_cache: Mutex<HashMap<[u8; 32], Principal>>,
     token_cache: Mutex<HashMap<[u8; 32], TokenHit>>,
+    /// Digests of (client id, secret) pairs the token endpoint verified.
+    known_clients: Mutex<HashMap<[u8; 32], ()>>,
     /// client_id → (credential id, merchant id), or None when not an active client.
     client_cache: Mutex<HashMap<String, Option<(String, String)>>>,
-    /// merchant → its identity issuer's keys (kid → key), empty when none is configured.
-    identity_cache: Mutex<HashMap<String, Arc<HashMap<String, VerifyingKey>>>>,
+    /// merchant → its identity issuer (keys, registered iss and aud), keyless when none is configured.
+    identity_cache: Mutex<HashMap<String, Arc<jwt::IdentityVerifier>>>,
     epoch: AtomicI64,
 }
 
@@ -123,6 +126,7 @@ impl Authenticator {
             keys: RwLock::new(Keys { signing: None, verifying: HashMap::new(), jwks: serde_json::json!({"keys": []}) }),
             basic_cache: Mutex::new(HashMap::new()),
             token_cache: Mutex::new(HashMap::new()),
+            known_clients: Mutex::new(HashMap::new()),
             client_cache: Mutex::new(HashMap::new()),
             identity_cache: Mutex::new(HashMap::new()),
             epoch: AtomicI64::new(i64::MIN),
@@ -150,6 +154,9 @@ impl Authenticator {
             m.clear();
         }
         if let Ok(mut m) = self.token_cache.lock() {
+            m.clear();
+        }
+        if let Ok(mut m) = self.known_clients.lock() {
             m.clear();
         }
         if let Ok(mut m) = self.client_cache.lock() {
@@ -208,6 +215,30 @@ impl Authenticator {
         } else {
             Err(AuthError::Missing)
         }
+    }
+
+    /// Whether these `Authorization` values were verified before and are still cached: the
+    /// lockout lets such callers through, since they are not guessing. Costs a hash and a lookup.
+    pub fn is_known(&self, authorization: &[&[u8]]) -> bool {
+        let [value] = authorization else { return false };
+        let Some(i) = value.iter().position(|b| *b == b' ') else { return false };
+        let (scheme, rest) = (&value[..i], &value[i + 1..]);
+        if scheme.eq_ignore_ascii_case(b"basic") {
+            let key = sha256(&[b"basic\0", value]);
+            self.basic_cache.lock().is_ok_and(|m| m.contains_key(&key))
+        } else if scheme.eq_ignore_ascii_case(b"bearer") {
+            let key = sha256(&[b"bearer\0", rest]);
+            self.token_cache.lock().is_ok_and(|m| m.contains_key(&key))
+        } else {
+            false
+        }
+    }
+
+    /// Whether this client id and secret were verified before (the token endpoint's lockout
+    /// lets them through).
+    pub fn is_known_client(&self, client_id: &str, secret: &str) -> bool {
+        let key = sha256(&[b"client\0", client_id.as_bytes(), b"\0", secret.as_bytes()]);
+        self.known_clients.lock().is_ok_and(|m| m.contains_key(&key))
     }
 
     async fn basic(&self, whole: &[u8], credentials: &[u8]) -> Result<Principal, AuthError> {
@@ -317,34 +348,29 @@ impl Authenticator {
         })
     }
 
-    /// Verifies an `X-Access-Token` against the merchant's identity issuer keys and returns its
-    /// subject. `Ok(None)` when the merchant configured no issuer (the token is then only
-    /// checked for shape, by the caller).
+    /// Verifies an `X-Access-Token` against the merchant's identity issuer keys (and its `iss`
+    /// and `aud` where the merchant registered them) and returns its subject. `Ok(None)` when
+    /// the merchant configured no issuer (the token is then only checked for shape, by the caller).
     pub async fn identity_subject(&self, merchant_id: &str, token: &str) -> Result<Option<String>, AuthError> {
         let cached = self.identity_cache.lock().ok().and_then(|m| m.get(merchant_id).cloned());
-        let keys = match cached {
-            Some(k) => k,
+        let verifier = match cached {
+            Some(v) => v,
             None => {
-                let jwks = self.store.merchant(merchant_id).await?.and_then(|m| m.identity_jwks);
-                let keys: HashMap<String, VerifyingKey> = jwks
-                    .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
-                    .and_then(|v| v.get("keys").and_then(|k| k.as_array()).cloned())
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(jwt::verifying_key_from_jwk)
-                    .collect();
-                let keys = Arc::new(keys);
-                insert_bounded(&self.identity_cache, merchant_id.to_owned(), keys.clone());
-                keys
+                let registered = self.store.identity_issuer(merchant_id).await?.unwrap_or_default();
+                let verifier = Arc::new(jwt::IdentityVerifier::new(
+                    registered.jwks.as_deref(),
+                    registered.issuer,
+                    registered.audience,
+                ));
+                insert_bounded(&self.identity_cache, merchant_id.to_owned(), verifier.clone());
+                verifier
             }
         };
-        if keys.is_empty() {
+        if !verifier.has_keys() {
             return Ok(None);
         }
-        let verified = jwt::verify_es256(token, None, |kid| keys.get(kid).copied()).map_err(AuthError::Token)?;
-        jwt::check_times(&verified.claims, Millis::now().0 / 1000, self.leeway, None).map_err(AuthError::Token)?;
-        let sub = jwt::str_claim(&verified.claims, "sub").map_err(AuthError::Token)?;
-        Ok(Some(sub.to_owned()))
+        let sub = verifier.subject(token, Millis::now().0 / 1000, self.leeway).map_err(AuthError::Token)?;
+        Ok(Some(sub))
     }
 
     /// Issues an access token for a client that proves its secret (client_credentials grant).
@@ -354,6 +380,8 @@ impl Authenticator {
         if !digests_equal(&client.secret_digest, &digest) {
             return Err(ClientAuthError::InvalidClient);
         }
+        let known = sha256(&[b"client\0", client_id.as_bytes(), b"\0", client_secret.as_bytes()]);
+        insert_bounded(&self.known_clients, known, ());
         let signing = self.keys.read().ok().and_then(|k| k.signing.clone()).ok_or(ClientAuthError::NoSigningKey)?;
         let now = Millis::now().0 / 1000;
         let claims = jwt::access_claims(&self.issuer, client_id, &client.merchant_id, now, self.token_ttl)

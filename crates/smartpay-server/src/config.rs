@@ -74,9 +74,31 @@ pub struct Config {
     /// Failed authentications (API and token endpoint) per client IP per minute; beyond it the
     /// client gets 429 until the minute is over, even with the right credentials.
     pub auth_failures_per_minute: u32,
+    /// Failed authentications per client IP per minute, whatever identity they claim: the
+    /// coarse ceiling above the per-(address, identity) limit.
+    pub auth_failures_per_address_per_minute: u32,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers are believed: IP addresses or CIDR
+    /// ranges (`10.0.0.0/8`, `::1`). Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
     /// Origins allowed to embed each merchant's widget, in addition to those registered with
     /// `smartpay merchant origins add`: `{ "<merchantKey>" = ["https://shop.example"] }`.
     pub widget_origins: std::collections::BTreeMap<String, Vec<String>>,
+    /// A connection must deliver a request's headers within this time; it also closes idle
+    /// keep-alive connections (hyper starts the timer as soon as a connection waits for a request).
+    pub header_read_timeout_ms: u64,
+    /// A request body must arrive within this time (408 otherwise).
+    pub body_read_timeout_ms: u64,
+    /// Longest time a request may take from headers to response (408 otherwise).
+    pub request_timeout_ms: u64,
+    /// Largest request head (request line and headers); larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Concurrent connections; more are refused with 503. Lowered at start to what the process's
+    /// file-descriptor limit leaves room for.
+    pub max_connections: usize,
+    /// Largest body of the token endpoint's form.
+    pub token_max_body_bytes: usize,
+    /// Where `/metrics` is served (a separate operators' listener); `None` serves no metrics.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -108,7 +130,16 @@ impl Default for Config {
             ip_submits_per_minute: 20,
             merchant_submits_per_minute: 6000,
             auth_failures_per_minute: 10,
+            auth_failures_per_address_per_minute: 100,
+            trusted_proxies: Vec::new(),
             widget_origins: std::collections::BTreeMap::new(),
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 15_000,
+            request_timeout_ms: 30_000,
+            max_header_bytes: 16 * 1024,
+            max_connections: 1024,
+            token_max_body_bytes: 4096,
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
         }
     }
 }
@@ -184,6 +215,32 @@ impl Config {
                 "AUTH_FAILURES_PER_MINUTE" => {
                     cfg.auth_failures_per_minute = u32::try_from(num(&value)?).map_err(|_| bad("too large"))?
                 }
+                "AUTH_FAILURES_PER_ADDRESS_PER_MINUTE" => {
+                    cfg.auth_failures_per_address_per_minute =
+                        u32::try_from(num(&value)?).map_err(|_| bad("too large"))?
+                }
+                "TRUSTED_PROXIES" => {
+                    cfg.trusted_proxies =
+                        value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+                }
+                "HEADER_READ_TIMEOUT_MS" => cfg.header_read_timeout_ms = num(&value)?,
+                "BODY_READ_TIMEOUT_MS" => cfg.body_read_timeout_ms = num(&value)?,
+                "REQUEST_TIMEOUT_MS" => cfg.request_timeout_ms = num(&value)?,
+                "MAX_HEADER_BYTES" => {
+                    cfg.max_header_bytes = usize::try_from(num(&value)?).map_err(|_| bad("too large"))?
+                }
+                "MAX_CONNECTIONS" => {
+                    cfg.max_connections = usize::try_from(num(&value)?).map_err(|_| bad("too large"))?
+                }
+                "TOKEN_MAX_BODY_BYTES" => {
+                    cfg.token_max_body_bytes = usize::try_from(num(&value)?).map_err(|_| bad("too large"))?
+                }
+                "ADMIN_LISTEN" => {
+                    cfg.admin_listen = match value.as_str() {
+                        "" | "off" => None,
+                        v => Some(v.parse().map_err(|_| bad("an address such as 127.0.0.1:9464, or off"))?),
+                    }
+                }
                 "MERCHANT_SUBMITS_PER_MINUTE" => {
                     cfg.merchant_submits_per_minute = u32::try_from(num(&value)?).map_err(|_| bad("too large"))?
                 }
@@ -224,6 +281,28 @@ impl Config {
                     )));
                 }
             }
+        }
+        for p in &self.trusted_proxies {
+            if crate::client_addr::Cidr::parse(p).is_none() {
+                return Err(ConfigError::Invalid(format!("trusted_proxies: {p:?} is not an IP address or CIDR range")));
+            }
+        }
+        if self.header_read_timeout_ms == 0 || self.body_read_timeout_ms == 0 || self.request_timeout_ms == 0 {
+            return Err(ConfigError::Invalid("timeouts must be positive".into()));
+        }
+        if self.request_timeout_ms <= self.provider_timeout_ms {
+            return Err(ConfigError::Invalid(
+                "request_timeout_ms must exceed provider_timeout_ms (a card payment waits for its provider)".into(),
+            ));
+        }
+        if !(1024..=1024 * 1024).contains(&self.max_header_bytes) {
+            return Err(ConfigError::Invalid("max_header_bytes must be between 1024 and 1048576".into()));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid("max_connections must be positive".into()));
+        }
+        if !(256..=65_536).contains(&self.token_max_body_bytes) {
+            return Err(ConfigError::Invalid("token_max_body_bytes must be between 256 and 65536".into()));
         }
         if self.mode == Mode::Production && self.master_key_file.is_none() {
             return Err(ConfigError::Invalid(

@@ -10,14 +10,14 @@
 use std::sync::atomic::Ordering;
 
 use smartpay_domain::card::{CardError, CardNumber, Cvc, Expiry};
-use smartpay_domain::{Event, Millis, PaymentStatus};
+use smartpay_domain::{Event, PaymentStatus};
 use smartpay_providers::{
     AuthorizeOutcome, AuthorizeRequest, Card, ModifyOutcome, ModifyRequest, Provider, ProviderStatus,
 };
-use smartpay_store::{Payment, PaymentUpdate};
+use smartpay_store::{MerchantStatus, Payment, PaymentUpdate};
 
 use crate::app::AppState;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 
 /// What the shopper typed, straight from the card frame.
 pub struct CardInput {
@@ -46,8 +46,13 @@ pub async fn checkout_for_token(state: &AppState, token: &str) -> Result<Payment
     }
     let digest = state.secrets.token_digest(token);
     let p = state.store.payment_by_token(&digest).await?.ok_or(ApiError::NotFound)?;
+    // A disabled merchant's checkouts cannot be paid: to the shopper they no longer exist.
+    let active = state.store.merchant(&p.merchant_id).await?.is_some_and(|m| m.status == MerchantStatus::Active);
+    if !active {
+        return Err(ApiError::NotFound);
+    }
     let expired =
-        p.status == PaymentStatus::Expired || (p.status == PaymentStatus::Created && p.expires_at <= Millis::now());
+        p.status == PaymentStatus::Expired || (p.status == PaymentStatus::Created && p.expires_at <= state.now());
     if expired {
         return Err(ApiError::CheckoutExpired);
     }
@@ -56,23 +61,24 @@ pub async fn checkout_for_token(state: &AppState, token: &str) -> Result<Payment
 
 fn card_problem(e: CardError) -> Problem {
     let code = match e {
-        CardError::Expired => "card_expired",
-        CardError::Brand => "unsupported_card_brand",
-        _ => "invalid_card_data",
+        CardError::Expired => ErrorCode::CardExpired,
+        CardError::Brand => ErrorCode::UnsupportedCardBrand,
+        _ => ErrorCode::InvalidCardData,
     };
     Problem::new(code).at(e.property())
 }
 
-fn today() -> (i64, u32) {
-    let (y, m, _) = Millis::now().date();
+/// This month (year, month) by the state's clock.
+fn this_month(state: &AppState) -> (i64, u32) {
+    let (y, m, _) = state.now().date();
     (y, m)
 }
 
 /// Parses and checks the card, reporting every bad field (by name, never by value).
-fn parse_card(input: &CardInput) -> Result<(Card, &'static str), ApiError> {
+fn parse_card(input: &CardInput, this_month: (i64, u32)) -> Result<(Card, &'static str), ApiError> {
     let mut problems = Vec::new();
     let number = CardNumber::parse(&input.number).map_err(|e| problems.push(card_problem(e))).ok();
-    let expiry = Expiry::parse(&input.expiry, today()).map_err(|e| problems.push(card_problem(e))).ok();
+    let expiry = Expiry::parse(&input.expiry, this_month).map_err(|e| problems.push(card_problem(e))).ok();
     let cvc = number
         .as_ref()
         .and_then(|(_, brand)| Cvc::parse(&input.cvc, *brand).map_err(|e| problems.push(card_problem(e))).ok());
@@ -109,7 +115,7 @@ pub async fn submit_card(
         return Err(ApiError::InvalidState { status: payment.status });
     }
     let max = state.config.max_card_attempts;
-    let (card, method) = match parse_card(&input) {
+    let (card, method) = match parse_card(&input, this_month(state)) {
         Ok(c) => c,
         Err(refused) => {
             // Refused card data counts as an attempt too: that is what card testing looks like.
@@ -128,7 +134,7 @@ pub async fn submit_card(
     };
     let started = state
         .store
-        .apply_event(&payment.id, PaymentStatus::Created, Event::AuthorizationRequested, Millis::now(), update)
+        .apply_event(&payment.id, PaymentStatus::Created, Event::AuthorizationRequested, state.now(), update)
         .await?;
     if started.is_none() {
         // Either the attempt cap was reached, or another submission won the race.
@@ -164,7 +170,7 @@ async fn record_authorization(
     payment: &Payment,
     outcome: AuthorizeOutcome,
 ) -> Result<PaymentAnswer, ApiError> {
-    let now = Millis::now();
+    let now = state.now();
     let pending = PaymentStatus::AuthorizationPending;
     let answer = |status: PaymentStatus, challenge_url: Option<String>, message| PaymentAnswer {
         transaction_id: payment.id.clone(),
@@ -241,8 +247,13 @@ async fn current_status(state: &AppState, payment: &Payment) -> Result<PaymentSt
         .map_or(PaymentStatus::AuthorizationPending, |p| p.status))
 }
 
+/// The merchant's capture mode; a disabled merchant captures nothing automatically.
 async fn capture_mode(state: &AppState, merchant_id: &str) -> Result<String, ApiError> {
-    Ok(state.store.merchant(merchant_id).await?.map_or_else(|| "auto".to_owned(), |m| m.capture_mode))
+    Ok(match state.store.merchant(merchant_id).await? {
+        Some(m) if m.status == MerchantStatus::Active => m.capture_mode,
+        Some(_) => "manual".to_owned(),
+        None => "auto".to_owned(),
+    })
 }
 
 /// Captures the whole authorized amount at the provider (capture requested, merchant capture
@@ -265,7 +276,7 @@ async fn capture(state: &AppState, payment: &Payment, reference: &str) -> Result
         ModifyOutcome::Pending { .. } | ModifyOutcome::Unknown => return Ok(pending),
     };
     let update = PaymentUpdate { reason: Some(reason), ..Default::default() };
-    Ok(state.store.apply_event(&payment.id, pending, event, Millis::now(), update).await?.unwrap_or(pending))
+    Ok(state.store.apply_event(&payment.id, pending, event, state.now(), update).await?.unwrap_or(pending))
 }
 
 /// After a 3-D Secure challenge: asks the provider how it ended and records it.

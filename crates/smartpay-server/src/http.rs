@@ -1,23 +1,26 @@
 //! HTTP: the route table, the observing middleware (trace context, language, error bodies,
 //! metrics, access log) and thin handlers that call the use cases.
 
+mod admin;
 pub mod error;
 mod extract;
 mod handlers;
 pub mod i18n;
+pub mod listener;
 pub mod openapi;
 pub(crate) mod widget;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+pub use admin::admin_router;
 pub use extract::RequestCtx;
 
 use crate::app::AppState;
@@ -28,8 +31,10 @@ use error::ErrorSpec;
 #[derive(Clone)]
 struct RouteTemplate(String);
 
-/// Every route, in one table. `openapi::tests` checks it against the OpenAPI document.
-pub fn router(state: Arc<AppState>) -> Router {
+/// Every route of the public listener, in one table. `openapi::tests` checks it against the
+/// OpenAPI document. `sandbox_challenges` are the sandbox acquirer's shopper-facing 3-D Secure
+/// pages (its machine API listens on a loopback port of its own).
+pub fn router(state: Arc<AppState>, sandbox_challenges: Option<Router>) -> Router {
     let api = Router::new()
         .route("/payment/creation", post(handlers::create_checkout))
         .route("/payment/status/{transactionId}", get(handlers::payment_status))
@@ -37,7 +42,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/.well-known/jwks.json", get(handlers::jwks))
         .route("/health/live", get(handlers::live))
         .route("/health/ready", get(handlers::ready))
-        .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(handlers::openapi_json))
         .route("/sdk/smp-bundle.js", get(widget::loader))
         .route("/sdk/integrity.json", get(widget::integrity))
@@ -57,16 +61,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/demo/api/status/{transactionId}", get(widget::demo_status))
         .route_layer(middleware::from_fn(tag_route));
     let mut app = Router::new().merge(api);
-    if state.config.sandbox_enabled() {
-        app = app
-            .nest_service("/sandbox-acquirer", smartpay_providers::sandbox::acquirer::router(state.acquirer_config()));
+    if let Some(challenges) = sandbox_challenges {
+        app = app.nest_service("/sandbox-acquirer", challenges);
     }
+    let body_timeout = Duration::from_millis(state.config.body_read_timeout_ms);
+    let request_timeout = Duration::from_millis(state.config.request_timeout_ms);
     app.merge(openapi::docs_ui())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             ApiError::Internal("handler panicked".into()).into_response()
         }))
+        // A request must arrive and be answered in bounded time (408 otherwise): a slow
+        // body cannot hold a connection and its buffers for ever.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -88,6 +97,10 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
     req.extensions_mut().insert(ctx.clone());
     let method = req.method().clone();
     let mut resp = next.run(req).await;
+    if resp.status() == StatusCode::REQUEST_TIMEOUT && resp.extensions().get::<ErrorSpec>().is_none() {
+        // The timeout layer's bare 408 gets the error body every other error has.
+        resp = ApiError::RequestTimeout.into_response();
+    }
 
     if let Some(spec) = resp.extensions_mut().remove::<ErrorSpec>() {
         let body = error::render(&spec, &ctx.traceparent(), ctx.lang);

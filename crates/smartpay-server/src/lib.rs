@@ -4,9 +4,11 @@
 pub mod app;
 pub mod auth;
 pub mod checkout;
+pub mod client_addr;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod limiter;
 pub mod metrics;

@@ -30,6 +30,10 @@ pub struct Counters {
     pub auth_failures_basic: AtomicU64,
     pub auth_failures_bearer: AtomicU64,
     pub card_submissions: AtomicU64,
+    /// Connections refused because `max_connections` were open.
+    pub connections_refused: AtomicU64,
+    /// Requests refused by the brute-force lockout.
+    pub auth_lockouts: AtomicU64,
 }
 
 /// Everything recorded for one route template.
@@ -120,6 +124,16 @@ impl Metrics {
             ("smartpay_checkouts_expired_total", "Checkouts moved to EXPIRED by the sweep.", &c.checkouts_expired),
             ("smartpay_oauth_tokens_issued_total", "Access tokens issued.", &c.tokens_issued),
             ("smartpay_card_submissions_total", "Cards sent to a provider for authorization.", &c.card_submissions),
+            (
+                "smartpay_connections_refused_total",
+                "Connections refused because max_connections were open.",
+                &c.connections_refused,
+            ),
+            (
+                "smartpay_auth_lockouts_total",
+                "Requests refused by the brute-force lockout (429).",
+                &c.auth_lockouts,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
         }

@@ -46,7 +46,7 @@ async fn sweep_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let interval = Duration::from_millis(state.config.sweep_interval_ms.max(10));
     let mut last_prune = Millis(0);
     loop {
-        let now = Millis::now();
+        let now = state.now();
         if let Err(e) = sweep_once(&state, now).await {
             tracing::warn!(error = %e, "expiry sweep failed; will retry");
         }

@@ -54,6 +54,10 @@ pub trait Store: Send + Sync + 'static {
     fn set_capture_mode(&self, id: &str, mode: &str) -> StoreFuture<'_, ()>;
     /// Sets (or clears) the JWK Set that verifies a merchant's `X-Access-Token`s.
     fn set_identity_jwks(&self, id: &str, jwks: Option<String>) -> StoreFuture<'_, ()>;
+    /// A merchant's identity issuer settings; `None` when there is no such merchant.
+    fn identity_issuer(&self, id: &str) -> StoreFuture<'_, Option<IdentityIssuer>>;
+    /// Replaces all of a merchant's identity issuer settings at once.
+    fn set_identity_issuer(&self, id: &str, issuer: IdentityIssuer) -> StoreFuture<'_, ()>;
     fn add_credential(&self, credential: Credential) -> StoreFuture<'_, ()>;
     /// Revokes a credential; `NotFound` when there is no such unrevoked credential.
     fn revoke_credential(&self, id: &str, at: Millis) -> StoreFuture<'_, ()>;

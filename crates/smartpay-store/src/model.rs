@@ -63,6 +63,17 @@ impl std::fmt::Debug for Credential {
     }
 }
 
+/// How a merchant's end-user identity tokens (`X-Access-Token`) are verified.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityIssuer {
+    /// JWK Set of the issuer's signing keys; `None` leaves tokens unverified.
+    pub jwks: Option<String>,
+    /// The `iss` tokens must carry; `None` accepts any.
+    pub issuer: Option<String>,
+    /// The audience `aud` must be or contain; `None` accepts any.
+    pub audience: Option<String>,
+}
+
 /// A token-signing key; the private half is encrypted by the server before it gets here.
 #[derive(Clone)]
 pub struct SigningKey {

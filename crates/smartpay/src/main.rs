@@ -106,13 +106,20 @@ enum MerchantCmd {
     #[command(subcommand)]
     Origins(OriginsCmd),
     /// Register the JWK Set (EC P-256 keys) of the merchant's end-user identity issuer: the
-    /// X-Access-Token of its requests is then verified and its subject recorded.
+    /// X-Access-Token of its requests is then verified and its subject recorded. Each
+    /// registration replaces the previous one, issuer and audience included.
     IdentityKeys {
         merchant: String,
         /// A JSON file `{"keys": [...]}`.
         #[arg(long, conflicts_with = "clear", required_unless_present = "clear")]
         jwks_file: Option<PathBuf>,
-        /// Remove the registered keys.
+        /// The `iss` every token must carry, e.g. https://id.shop.example (any when omitted).
+        #[arg(long, conflicts_with = "clear")]
+        issuer: Option<String>,
+        /// An audience the token's `aud` must be or contain, e.g. smartpay (any when omitted).
+        #[arg(long, conflicts_with = "clear")]
+        audience: Option<String>,
+        /// Remove the registered keys, issuer and audience.
         #[arg(long)]
         clear: bool,
     },
@@ -312,7 +319,10 @@ async fn merchant(cfg: Config, cmd: MerchantCmd) -> anyhow::Result<()> {
                 .with_context(|| format!("merchant {merchant}"))?;
             println!("disabled {merchant}");
         }
-        MerchantCmd::IdentityKeys { merchant, jwks_file, clear } => {
+        MerchantCmd::IdentityKeys { merchant, jwks_file, issuer, audience, clear } => {
+            if [&issuer, &audience].into_iter().flatten().any(|v| v.trim().is_empty()) {
+                anyhow::bail!("--issuer and --audience must not be empty");
+            }
             let jwks = match (jwks_file, clear) {
                 (Some(path), false) => {
                     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -324,14 +334,21 @@ async fn merchant(cfg: Config, cmd: MerchantCmd) -> anyhow::Result<()> {
                         anyhow::bail!("the JWKS holds no EC P-256 key with a kid (ES256 is supported)");
                     }
                     println!("{usable} key(s) registered for {merchant}");
+                    if let Some(iss) = &issuer {
+                        println!("tokens must carry iss {iss:?}");
+                    }
+                    if let Some(aud) = &audience {
+                        println!("tokens' aud must contain {aud:?}");
+                    }
                     Some(v.to_string())
                 }
                 _ => {
-                    println!("identity keys cleared for {merchant}");
+                    println!("identity keys, issuer and audience cleared for {merchant}");
                     None
                 }
             };
-            store.set_identity_jwks(&merchant, jwks).await.with_context(|| format!("merchant {merchant}"))?;
+            let registered = smartpay_store::IdentityIssuer { jwks, issuer, audience };
+            store.set_identity_issuer(&merchant, registered).await.with_context(|| format!("merchant {merchant}"))?;
         }
         MerchantCmd::CaptureMode { merchant, mode } => {
             store.set_capture_mode(&merchant, &mode).await.with_context(|| format!("merchant {merchant}"))?;

@@ -3,25 +3,53 @@
 //! keeps authorizations in memory and never keeps or logs a card number or CVC: a card only
 //! decides the authorization's behaviour, which is all that is stored.
 //!
-//! `smartpay serve` mounts it at `/sandbox-acquirer` in sandbox mode; tests run it on its own
-//! port. The connector reaches it over HTTP either way.
+//! [`spawn`] starts it in two parts. The machine API (`/v1/authorizations…`: authorize — where
+//! repeating an idempotency key answers the first authorization —, look up, capture, refund,
+//! cancel) listens on its own loopback address and answers only requests carrying
+//! `Authorization: Bearer <api_key>` (compared in constant time; anything else is 401 before any
+//! state is read), with a 4 KiB body limit. The shopper-facing challenge page is a separate
+//! router ([`SpawnedAcquirer::challenge_router`]) that SmartPay mounts on its public listener at
+//! [`AcquirerConfig::public_base`]; its decision redirects only to [`AcquirerConfig::return_url`].
+//!
+//! Memory is bounded: at most [`AcquirerConfig::max_authorizations`] are kept (the oldest
+//! finished one is forgotten to make room; when every old one is still undecided a new one is
+//! refused with 503, see `books`), every stored string is length-checked (400 beyond
+//! [`MAX_KEY_LEN`]), and each authorization keeps at most 32 modification answers (409 beyond).
+//! Errors are `{"error": "<code>"}` and never echo the request.
 
-use std::collections::HashMap;
+mod books;
+mod challenge;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Json, Router};
+use reqwest::Url;
 use smartpay_domain::card::{CardNumber, Expiry};
-use smartpay_domain::html::escape;
+use subtle::ConstantTimeEq;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
+use self::books::{Auth, Behaviour, Books};
 use super::wire;
 
-/// Delays of the fake acquirer.
-#[derive(Debug, Clone)]
+/// Longest idempotency key, and longest cardholder name, the acquirer accepts.
+pub const MAX_KEY_LEN: usize = 255;
+/// Longest authorization id looked up (the acquirer's own ids are 22 characters).
+const MAX_ID_LEN: usize = 64;
+/// Largest API request body.
+pub const MAX_BODY_BYTES: usize = 4 * 1024;
+
+/// How the fake acquirer behaves and where it is reached.
+#[derive(Clone)]
 pub struct AcquirerConfig {
     /// Added to every answer.
     pub latency: Duration,
@@ -29,148 +57,287 @@ pub struct AcquirerConfig {
     pub pending_delay: Duration,
     /// How long the "no answer in time" card (…0408) makes the caller wait.
     pub slow_delay: Duration,
-    /// The acquirer's own base URL as a browser reaches it (for challenge pages).
+    /// URL prefix where the challenge router is mounted, as a browser reaches it (e.g. http://127.0.0.1:8080/sandbox-acquirer)
     pub public_base: String,
+    /// The one page a challenge returns to (SmartPay's /widget/challenge-return, absolute URL)
+    pub return_url: String,
+    /// Origin allowed to frame the challenge page (SmartPay's own origin)
+    pub frame_ancestor: String,
+    /// Bearer secret the connector must send
+    pub api_key: String,
+    /// Most authorizations kept in memory at once.
+    pub max_authorizations: usize,
+    /// Where the machine API listens (loopback)
+    pub listen: SocketAddr,
 }
 
 impl Default for AcquirerConfig {
+    /// A local sandbox next to a server on port 8080, with a fresh random API key.
     fn default() -> Self {
         AcquirerConfig {
             latency: Duration::ZERO,
             pending_delay: Duration::from_secs(5),
             slow_delay: Duration::from_secs(30),
             public_base: "http://127.0.0.1:8080/sandbox-acquirer".into(),
+            return_url: "http://127.0.0.1:8080/widget/challenge-return".into(),
+            frame_ancestor: "http://127.0.0.1:8080".into(),
+            api_key: random_key(),
+            max_authorizations: 100_000,
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         }
     }
 }
 
-/// What a test card does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Behaviour {
-    Approve,
-    Decline(&'static str),
-    Challenge,
-    PendingThenApprove,
-    PendingThenDecline,
-    Slow,
-    CaptureFails,
-    RefundFails,
-}
-
-fn behaviour(pan: &str) -> Behaviour {
-    match pan {
-        "4000000000000002" => Behaviour::Decline("card_declined"),
-        "4000000000009995" => Behaviour::Decline("insufficient_funds"),
-        "4000000000000069" => Behaviour::Decline("expired_card"),
-        "4100000000000019" => Behaviour::Decline("card_stolen"),
-        "4000000000003220" => Behaviour::Challenge,
-        "4000000000000259" => Behaviour::PendingThenApprove,
-        "4000000000000267" => Behaviour::PendingThenDecline,
-        "4000000000000408" => Behaviour::Slow,
-        "4000000000000341" => Behaviour::CaptureFails,
-        "4000000000005126" => Behaviour::RefundFails,
-        _ => Behaviour::Approve,
+impl fmt::Debug for AcquirerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AcquirerConfig")
+            .field("latency", &self.latency)
+            .field("pending_delay", &self.pending_delay)
+            .field("slow_delay", &self.slow_delay)
+            .field("public_base", &self.public_base)
+            .field("return_url", &self.return_url)
+            .field("frame_ancestor", &self.frame_ancestor)
+            .field("api_key", &"<redacted>")
+            .field("max_authorizations", &self.max_authorizations)
+            .field("listen", &self.listen)
+            .finish()
     }
 }
 
-#[derive(Debug, Clone)]
-struct Auth {
-    id: String,
-    status: &'static str,
-    decline_code: Option<&'static str>,
-    behaviour: Behaviour,
-    amount: i64,
-    currency: String,
-    created: Instant,
-    captured: i64,
-    refunded: i64,
-    cancelled: bool,
-    return_url: Option<String>,
+/// A random API key (about 260 bits, base62).
+pub fn random_key() -> String {
+    format!("{}{}", crate::new_reference(), crate::new_reference())
 }
 
-#[derive(Default)]
-struct Books {
-    auths: HashMap<String, Auth>,
-    /// idempotency key → authorization id
-    auth_keys: HashMap<String, String>,
-    /// (authorization id, kind, idempotency key) → answer
-    modifications: HashMap<(String, &'static str, String), wire::Modification>,
+/// A running acquirer. Dropping it stops the API listener at once; [`SpawnedAcquirer::shutdown`]
+/// stops it gracefully.
+pub struct SpawnedAcquirer {
+    /// Where the machine API listens.
+    pub api_addr: SocketAddr,
+    /// The challenge page's routes, to be nested at [`AcquirerConfig::public_base`]'s path.
+    pub challenge_router: Router,
+    state: Shared,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl SpawnedAcquirer {
+    /// The machine API's base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn api_base(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    /// How many authorizations are kept in memory now.
+    pub fn stored(&self) -> usize {
+        self.state.books.lock().map(|b| b.len()).unwrap_or(0)
+    }
+
+    /// Stops accepting, lets requests in flight finish, and waits for the listener to close.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SpawnedAcquirer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl fmt::Debug for SpawnedAcquirer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpawnedAcquirer").field("api_addr", &self.api_addr).finish_non_exhaustive()
+    }
 }
 
 struct Acquirer {
-    config: AcquirerConfig,
+    latency: Duration,
+    pending_delay: Duration,
+    slow_delay: Duration,
+    public_base: String,
+    return_url: Url,
+    challenge_csp: HeaderValue,
+    /// `Bearer <api_key>`, the exact `Authorization` header expected.
+    bearer: Vec<u8>,
+    max_authorizations: usize,
     books: Mutex<Books>,
 }
 
 type Shared = Arc<Acquirer>;
 
-/// The acquirer's routes (`/v1/...`), to be served or nested.
-pub fn router(config: AcquirerConfig) -> Router {
-    let state: Shared = Arc::new(Acquirer { config, books: Mutex::new(Books::default()) });
+fn invalid(msg: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("sandbox acquirer: {msg}"))
+}
+
+/// An absolute http(s) URL with a host.
+fn web_url(s: &str, what: &str) -> std::io::Result<Url> {
+    let url = Url::parse(s).map_err(|_| invalid(&format!("{what} is not an absolute URL")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(&format!("{what} must be an http(s) URL")));
+    }
+    Ok(url)
+}
+
+impl Acquirer {
+    fn new(c: &AcquirerConfig) -> std::io::Result<Acquirer> {
+        if c.api_key.len() < 16 || !c.api_key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid("api_key must be at least 16 visible ASCII characters"));
+        }
+        if !c.listen.ip().is_loopback() {
+            return Err(invalid("the API must listen on a loopback address"));
+        }
+        if c.max_authorizations == 0 {
+            return Err(invalid("max_authorizations must be at least 1"));
+        }
+        web_url(&c.public_base, "public_base")?;
+        let return_url = web_url(&c.return_url, "return_url")?;
+        let ancestor = web_url(&c.frame_ancestor, "frame_ancestor")?.origin().ascii_serialization();
+        let csp = format!(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' {}; base-uri 'none'; frame-ancestors {ancestor}",
+            return_url.origin().ascii_serialization()
+        );
+        let challenge_csp = HeaderValue::from_str(&csp).map_err(|_| invalid("frame_ancestor is not a valid origin"))?;
+        Ok(Acquirer {
+            latency: c.latency,
+            pending_delay: c.pending_delay,
+            slow_delay: c.slow_delay,
+            public_base: c.public_base.trim_end_matches('/').to_owned(),
+            return_url,
+            challenge_csp,
+            bearer: format!("Bearer {}", c.api_key).into_bytes(),
+            max_authorizations: c.max_authorizations,
+            books: Mutex::new(Books::default()),
+        })
+    }
+}
+
+/// Starts the acquirer: binds the machine API on `config.listen` and serves it in the
+/// background, and returns the challenge router for the caller to mount. Fails on a listener
+/// error or an unusable configuration (non-loopback `listen`, short `api_key`, relative URLs).
+pub async fn spawn(config: AcquirerConfig) -> std::io::Result<SpawnedAcquirer> {
+    let state: Shared = Arc::new(Acquirer::new(&config)?);
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let api_addr = listener.local_addr()?;
+    let api = api_router(state.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, api)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "sandbox acquirer API stopped");
+        }
+    });
+    Ok(SpawnedAcquirer {
+        api_addr,
+        challenge_router: challenge::router(state.clone()),
+        state,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+fn api_router(state: Shared) -> Router {
     Router::new()
         .route("/v1/authorizations", post(authorize))
         .route("/v1/authorizations/{id}", get(authorization))
         .route("/v1/authorizations/{id}/captures", post(capture))
         .route("/v1/authorizations/{id}/refunds", post(refund))
         .route("/v1/authorizations/{id}/cancellations", post(cancel))
-        .route("/v1/challenges/{id}", get(challenge_page).post(challenge_decision))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost: unauthenticated requests, unknown paths included, stop here.
+        .layer(middleware::from_fn_with_state(state.clone(), require_key))
         .with_state(state)
 }
 
-fn bad(msg: &str) -> Response {
-    (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": msg}))).into_response()
+async fn require_key(State(acq): State<Shared>, req: Request, next: Next) -> Response {
+    let ok = req.headers().get(header::AUTHORIZATION).is_some_and(|v| bool::from(v.as_bytes().ct_eq(&acq.bearer)));
+    if !ok {
+        let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized");
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    next.run(req).await
 }
 
-impl Auth {
-    /// Applies a due pending resolution.
-    fn settle(&mut self, pending_delay: Duration) {
-        if self.status == "PENDING" && self.created.elapsed() >= pending_delay {
-            match self.behaviour {
-                Behaviour::PendingThenDecline => {
-                    self.status = "DECLINED";
-                    self.decline_code = Some("card_declined");
-                }
-                _ => self.status = "AUTHORIZED",
-            }
-        }
-    }
-
-    fn wire(&self, public_base: &str) -> wire::Authorization {
-        wire::Authorization {
-            id: self.id.clone(),
-            status: self.status.to_owned(),
-            decline_code: self.decline_code.map(str::to_owned),
-            challenge_url: (self.status == "CHALLENGE").then(|| format!("{public_base}/v1/challenges/{}", self.id)),
-            amount: self.amount,
-            currency: self.currency.clone(),
-        }
-    }
+fn error(status: StatusCode, code: &str) -> Response {
+    (status, Json(wire::ErrorBody { error: code.to_owned() })).into_response()
 }
 
-async fn authorize(State(acq): State<Shared>, Json(req): Json<wire::AuthorizationRequest>) -> Response {
-    tokio::time::sleep(acq.config.latency).await;
-    let Ok((pan, _)) = CardNumber::parse(&req.pan) else { return bad("pan is not a valid card number") };
-    if req.amount <= 0 || req.currency.len() != 3 {
-        return bad("amount and currency are required");
+fn bad(code: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, code)
+}
+
+/// A body the JSON reader refused. Its text may quote the request (card data included), so only
+/// a code is answered.
+fn rejected(e: &JsonRejection) -> Response {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
     }
-    if req.idempotency_key.is_empty() || req.idempotency_key.len() > 255 {
-        return bad("idempotencyKey is required");
+    bad("malformed_request")
+}
+
+fn valid_key(k: &str) -> bool {
+    !k.is_empty() && k.len() <= MAX_KEY_LEN && k.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn valid_currency(c: &str) -> bool {
+    c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// Checks every field of an authorization request; `Err` is the error code.
+fn check(req: &wire::AuthorizationRequest) -> Result<Behaviour, &'static str> {
+    if req.pan.len() > 32 {
+        return Err("invalid_pan");
     }
-    let b = behaviour(pan.expose());
+    let Ok((pan, _)) = CardNumber::parse(&req.pan) else { return Err("invalid_pan") };
+    if !(3..=4).contains(&req.cvc.len()) || !req.cvc.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("invalid_cvc");
+    }
+    if req.amount <= 0 {
+        return Err("invalid_amount");
+    }
+    if !valid_currency(&req.currency) {
+        return Err("invalid_currency");
+    }
+    if !valid_key(&req.idempotency_key) {
+        return Err("invalid_idempotency_key");
+    }
+    if req.holder.as_ref().is_some_and(|h| h.len() > MAX_KEY_LEN) {
+        return Err("invalid_holder");
+    }
+    Ok(books::behaviour(pan.expose()))
+}
+
+async fn authorize(
+    State(acq): State<Shared>,
+    body: Result<Json<wire::AuthorizationRequest>, JsonRejection>,
+) -> Response {
+    tokio::time::sleep(acq.latency).await;
+    let req = match body {
+        Ok(Json(req)) => req,
+        Err(e) => return rejected(&e),
+    };
+    let b = match check(&req) {
+        Ok(b) => b,
+        Err(code) => return bad(code),
+    };
     let (y, m, _) = smartpay_domain::Millis::now().date();
     let expiry_ok = Expiry::parse(&format!("{:02}/{}", req.expiry_month, req.expiry_year), (y, m)).is_ok();
-    let auth = {
+    let answer = {
         let Ok(mut books) = acq.books.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
-        if let Some(existing) = books.auth_keys.get(&req.idempotency_key).cloned() {
-            let a = books.auths.get_mut(&existing).map(|a| {
-                a.settle(acq.config.pending_delay);
-                a.clone()
-            });
-            drop(books);
-            return match a {
-                Some(a) => Json(a.wire(&acq.config.public_base)).into_response(),
-                None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-            };
+        if let Some(a) = books.by_key_mut(&req.idempotency_key) {
+            a.settle(acq.pending_delay);
+            return Json(a.wire(&acq.public_base)).into_response();
         }
         let (status, decline_code) = match b {
             _ if !expiry_ok => ("DECLINED", Some("expired_card")),
@@ -183,6 +350,7 @@ async fn authorize(State(acq): State<Shared>, Json(req): Json<wire::Authorizatio
         };
         let auth = Auth {
             id: crate::new_reference(),
+            idempotency_key: req.idempotency_key.clone(),
             status,
             decline_code,
             behaviour: b,
@@ -192,59 +360,88 @@ async fn authorize(State(acq): State<Shared>, Json(req): Json<wire::Authorizatio
             captured: 0,
             refunded: 0,
             cancelled: false,
-            return_url: req.return_url.clone(),
+            modifications: Vec::new(),
         };
-        books.auth_keys.insert(req.idempotency_key.clone(), auth.id.clone());
-        books.auths.insert(auth.id.clone(), auth.clone());
-        auth
+        let answer = auth.wire(&acq.public_base);
+        if books.insert(auth, acq.max_authorizations, acq.pending_delay).is_err() {
+            drop(books);
+            tracing::warn!(max = acq.max_authorizations, "sandbox acquirer full of undecided authorizations");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "acquirer_full");
+        }
+        answer
     };
     if b == Behaviour::Slow {
         // Decided at once, answered late: the caller gives up and must poll.
-        tokio::time::sleep(acq.config.slow_delay).await;
+        tokio::time::sleep(acq.slow_delay).await;
     }
-    Json(auth.wire(&acq.config.public_base)).into_response()
+    Json(answer).into_response()
 }
 
 async fn authorization(State(acq): State<Shared>, Path(id): Path<String>) -> Response {
-    tokio::time::sleep(acq.config.latency).await;
+    tokio::time::sleep(acq.latency).await;
+    if id.len() > MAX_ID_LEN {
+        return error(StatusCode::NOT_FOUND, "not_found");
+    }
     let Ok(mut books) = acq.books.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
-    match books.auths.get_mut(&id) {
+    match books.get_mut(&id) {
         Some(a) => {
-            a.settle(acq.config.pending_delay);
-            Json(a.wire(&acq.config.public_base)).into_response()
+            a.settle(acq.pending_delay);
+            Json(a.wire(&acq.public_base)).into_response()
         }
-        None => StatusCode::NOT_FOUND.into_response(),
+        None => error(StatusCode::NOT_FOUND, "not_found"),
     }
 }
 
-async fn modify(acq: &Acquirer, id: &str, kind: &'static str, req: &wire::ModificationRequest) -> Response {
-    tokio::time::sleep(acq.config.latency).await;
-    if req.amount <= 0 || req.idempotency_key.is_empty() {
-        return bad("amount and idempotencyKey are required");
+async fn modify(
+    acq: &Acquirer,
+    id: &str,
+    kind: &'static str,
+    body: Result<Json<wire::ModificationRequest>, JsonRejection>,
+) -> Response {
+    tokio::time::sleep(acq.latency).await;
+    let req = match body {
+        Ok(Json(req)) => req,
+        Err(e) => return rejected(&e),
+    };
+    if req.amount <= 0 {
+        return bad("invalid_amount");
+    }
+    if !valid_currency(&req.currency) {
+        return bad("invalid_currency");
+    }
+    if !valid_key(&req.idempotency_key) {
+        return bad("invalid_idempotency_key");
+    }
+    if id.len() > MAX_ID_LEN {
+        return error(StatusCode::NOT_FOUND, "not_found");
     }
     let Ok(mut books) = acq.books.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
-    let key = (id.to_owned(), kind, req.idempotency_key.clone());
-    if let Some(m) = books.modifications.get(&key) {
-        return Json(m.clone()).into_response();
+    let Some(a) = books.get_mut(id) else { return error(StatusCode::NOT_FOUND, "not_found") };
+    if let Some(m) = a.modifications.iter().find(|m| m.kind == kind && m.key == req.idempotency_key) {
+        return Json(m.answer.clone()).into_response();
     }
-    let Some(a) = books.auths.get_mut(id) else { return StatusCode::NOT_FOUND.into_response() };
-    a.settle(acq.config.pending_delay);
+    if a.modifications.len() >= books::MAX_MODIFICATIONS {
+        return error(StatusCode::CONFLICT, "too_many_modifications");
+    }
+    a.settle(acq.pending_delay);
     if req.currency != a.currency {
-        return bad("currency differs from the authorization's");
+        return bad("currency_mismatch");
     }
+    let exceeds = |done: i64, limit: i64| done.checked_add(req.amount).is_none_or(|total| total > limit);
     let failure: Option<&str> = match kind {
         "captures" if a.status != "AUTHORIZED" || a.cancelled => Some("not_authorized"),
-        "captures" if a.captured + req.amount > a.amount => Some("amount_exceeds_authorized"),
+        "captures" if exceeds(a.captured, a.amount) => Some("amount_exceeds_authorized"),
         "captures" if a.behaviour == Behaviour::CaptureFails => Some("capture_failed"),
-        "refunds" if a.refunded + req.amount > a.captured => Some("amount_exceeds_captured"),
+        "refunds" if exceeds(a.refunded, a.captured) => Some("amount_exceeds_captured"),
         "refunds" if a.behaviour == Behaviour::RefundFails => Some("refund_failed"),
         "cancellations" if a.status != "AUTHORIZED" || a.captured > 0 || a.cancelled => Some("not_cancellable"),
         _ => None,
     };
     if failure.is_none() {
+        // Checked above: neither sum overflows nor passes its limit.
         match kind {
-            "captures" => a.captured += req.amount,
-            "refunds" => a.refunded += req.amount,
+            "captures" => a.captured = a.captured.saturating_add(req.amount),
+            "refunds" => a.refunded = a.refunded.saturating_add(req.amount),
             _ => a.cancelled = true,
         }
     }
@@ -253,94 +450,30 @@ async fn modify(acq: &Acquirer, id: &str, kind: &'static str, req: &wire::Modifi
         status: if failure.is_some() { "FAILED".into() } else { "SUCCEEDED".into() },
         failure_code: failure.map(str::to_owned),
     };
-    books.modifications.insert(key, m.clone());
+    a.modifications.push(books::StoredModification { kind, key: req.idempotency_key, answer: m.clone() });
     Json(m).into_response()
 }
 
 async fn capture(
     State(acq): State<Shared>,
     Path(id): Path<String>,
-    Json(req): Json<wire::ModificationRequest>,
+    body: Result<Json<wire::ModificationRequest>, JsonRejection>,
 ) -> Response {
-    modify(&acq, &id, "captures", &req).await
+    modify(&acq, &id, "captures", body).await
 }
 
 async fn refund(
     State(acq): State<Shared>,
     Path(id): Path<String>,
-    Json(req): Json<wire::ModificationRequest>,
+    body: Result<Json<wire::ModificationRequest>, JsonRejection>,
 ) -> Response {
-    modify(&acq, &id, "refunds", &req).await
+    modify(&acq, &id, "refunds", body).await
 }
 
 async fn cancel(
     State(acq): State<Shared>,
     Path(id): Path<String>,
-    Json(req): Json<wire::ModificationRequest>,
+    body: Result<Json<wire::ModificationRequest>, JsonRejection>,
 ) -> Response {
-    modify(&acq, &id, "cancellations", &req).await
-}
-
-fn page(body: &str) -> Response {
-    let mut r = Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>Sandbox Bank — 3-D Secure</title><style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:2rem auto;padding:0 1rem}}\
-         button{{font-size:1rem;padding:.6rem 1.2rem;margin:.3rem}}</style></head><body>{body}</body></html>"
-    ))
-    .into_response();
-    // No script at all on the challenge page; forms only post to itself.
-    r.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:; base-uri 'none'",
-        ),
-    );
-    r.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    r
-}
-
-async fn challenge_page(State(acq): State<Shared>, Path(id): Path<String>) -> Response {
-    let auth = acq.books.lock().ok().and_then(|b| b.auths.get(&id).cloned());
-    match auth {
-        Some(a) if a.status == "CHALLENGE" => {
-            let amount = smartpay_domain::Currency::from_code(&a.currency)
-                .map(|c| smartpay_domain::money::format_minor(a.amount, c.exponent()))
-                .unwrap_or_else(|| a.amount.to_string());
-            page(&format!(
-                "<h1>Sandbox Bank</h1><p>Confirm the payment of <strong>{} {}</strong>.</p>\
-                 <p>This is the sandbox's 3-D Secure challenge: choose the outcome.</p>\
-                 <form method=\"post\"><button name=\"decision\" value=\"approve\" id=\"approve\">Approve</button>\
-                 <button name=\"decision\" value=\"fail\" id=\"fail\">Fail authentication</button></form>",
-                escape(&amount),
-                escape(&a.currency)
-            ))
-        }
-        Some(_) => page("<h1>Sandbox Bank</h1><p>This challenge is already complete.</p>"),
-        None => (StatusCode::NOT_FOUND, page("<h1>Sandbox Bank</h1><p>Unknown challenge.</p>")).into_response(),
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct Decision {
-    decision: String,
-}
-
-async fn challenge_decision(State(acq): State<Shared>, Path(id): Path<String>, Form(d): Form<Decision>) -> Response {
-    let return_url = {
-        let Ok(mut books) = acq.books.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
-        let Some(a) = books.auths.get_mut(&id) else { return StatusCode::NOT_FOUND.into_response() };
-        if a.status == "CHALLENGE" {
-            if d.decision == "approve" {
-                a.status = "AUTHORIZED";
-            } else {
-                a.status = "DECLINED";
-                a.decline_code = Some("authentication_failed");
-            }
-        }
-        a.return_url.clone()
-    };
-    match return_url {
-        Some(url) => Redirect::to(&url).into_response(),
-        None => page("<h1>Sandbox Bank</h1><p>Authentication complete. You can close this window.</p>"),
-    }
+    modify(&acq, &id, "cancellations", body).await
 }

@@ -1,8 +1,14 @@
-//! The sandbox acquirer's wire format (JSON, amounts in minor units).
+//! The sandbox acquirer's wire format (JSON, amounts in minor units). Types that carry card data
+//! print it masked in `Debug` (at most BIN 6 and last 4 of the PAN, never the CVC) and wipe it
+//! from memory when dropped.
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use smartpay_domain::card::CardNumber;
+use zeroize::Zeroize;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizationRequest {
     pub pan: String,
@@ -15,8 +21,41 @@ pub struct AuthorizationRequest {
     pub currency: String,
     /// Repeating a key returns the first authorization.
     pub idempotency_key: String,
+    /// Ignored by the acquirer, which returns every challenge to its one configured page; kept
+    /// so older connectors still speak the format.
     #[serde(default)]
     pub return_url: Option<String>,
+}
+
+/// The PAN as BIN 6 + `****` + last 4 when it is a card number, otherwise only its length.
+pub fn masked_pan(pan: &str) -> String {
+    match CardNumber::parse(pan) {
+        Ok((n, _)) => n.masked(),
+        Err(_) => format!("<not a card number, {} chars>", pan.chars().count()),
+    }
+}
+
+impl fmt::Debug for AuthorizationRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizationRequest")
+            .field("pan", &masked_pan(&self.pan))
+            .field("expiry_month", &self.expiry_month)
+            .field("expiry_year", &self.expiry_year)
+            .field("cvc", &"***")
+            .field("holder", &self.holder.as_ref().map(|_| "<redacted>"))
+            .field("amount", &self.amount)
+            .field("currency", &self.currency)
+            .field("idempotency_key", &self.idempotency_key)
+            .field("return_url", &self.return_url)
+            .finish()
+    }
+}
+
+impl Drop for AuthorizationRequest {
+    fn drop(&mut self) {
+        self.pan.zeroize();
+        self.cvc.zeroize();
+    }
 }
 
 /// `AUTHORIZED`, `DECLINED`, `PENDING` or `CHALLENGE`.
@@ -49,4 +88,40 @@ pub struct Modification {
     pub status: String,
     #[serde(default)]
     pub failure_code: Option<String>,
+}
+
+/// An error answer: `{"error": "<code>"}`, a short `snake_case` code and nothing else.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_card_number_or_the_cvc() {
+        let req = AuthorizationRequest {
+            pan: "4000056655665556".into(),
+            expiry_month: 12,
+            expiry_year: 2040,
+            cvc: "918".into(),
+            holder: Some("Jane Canary".into()),
+            amount: 1099,
+            currency: "EUR".into(),
+            idempotency_key: "pay-1".into(),
+            return_url: None,
+        };
+        let shown = format!("{req:?} {req:#?}");
+        assert!(!shown.contains("4000056655665556"), "{shown}");
+        assert!(!shown.contains("918"), "{shown}");
+        assert!(!shown.contains("Jane Canary"), "{shown}");
+        assert!(shown.contains("400005****5556"), "masked PAN is still useful: {shown}");
+    }
+
+    #[test]
+    fn a_malformed_pan_is_shown_only_by_its_length() {
+        assert_eq!(masked_pan("4000 0566 5566 555"), "<not a card number, 18 chars>");
+    }
 }

@@ -4,7 +4,10 @@
 //! The verifier accepts only what this server issues: exactly three segments, a header of
 //! exactly `alg: ES256`, `typ: at+jwt` and a known `kid` (any other header member, such as
 //! `jku`, `x5u`, `jwk`, `x5c` or `crit`, is refused, never followed), duplicate-free JSON, a
-//! valid P-256 signature, and then the claims (RFC 8725 §3).
+//! valid P-256 signature in its low-S form, and then the claims (RFC 8725 §3). It also verifies
+//! merchants' end-user identity tokens (`X-Access-Token`) with [`IdentityVerifier`].
+
+use std::collections::HashMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -76,6 +79,8 @@ impl KeyPair {
         header.push('}');
         let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims_json));
         let sig: Signature = self.key.sign(signing_input.as_bytes());
+        // P-256 signing does not normalize s; the verifier refuses the high half (malleability).
+        let sig = sig.normalize_s().unwrap_or(sig);
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
     }
 }
@@ -153,6 +158,10 @@ pub fn verify_es256(
     let key = key_for(&kid).ok_or(TokenError::UnknownKey)?;
     let sig_bytes = decode_segment(s)?;
     let sig = Signature::from_slice(&sig_bytes).map_err(|_| TokenError::Signature)?;
+    // (r, n − s) verifies too: only the low-S form is accepted, so a token has one encoding.
+    if sig.normalize_s().is_some() {
+        return Err(TokenError::Signature);
+    }
     let signing_input = &token[..h.len() + 1 + p.len()];
     key.verify(signing_input.as_bytes(), &sig).map_err(|_| TokenError::Signature)?;
     let claims = json::parse(&decode_segment(p)?).map_err(|_| TokenError::Malformed)?;
@@ -160,6 +169,64 @@ pub fn verify_es256(
         return Err(TokenError::Malformed);
     }
     Ok(Verified { kid, claims })
+}
+
+/// Whether `aud` is `audience` or an array that holds it (RFC 7519 §4.1.3).
+pub fn audience_contains(claims: &Value, audience: &str) -> bool {
+    match claims.get("aud") {
+        Some(Value::String(a)) => a == audience,
+        Some(Value::Array(items)) => items.iter().any(|a| a.as_str() == Some(audience)),
+        _ => false,
+    }
+}
+
+/// A merchant's end-user identity issuer, which signs the `X-Access-Token`s of its requests:
+/// its keys and, where the merchant registered them, the `iss` its tokens must carry and the
+/// audience their `aud` must contain.
+#[derive(Debug, Default)]
+pub struct IdentityVerifier {
+    /// kid → key.
+    pub keys: HashMap<String, VerifyingKey>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+impl IdentityVerifier {
+    /// Reads a registered JWK Set (`{"keys": [...]}`); keys other than EC P-256 with a `kid`
+    /// are skipped, and text that is not a JWK Set gives no keys.
+    pub fn new(jwks: Option<&str>, issuer: Option<String>, audience: Option<String>) -> Self {
+        let keys = jwks
+            .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+            .and_then(|v| v.get("keys").and_then(|k| k.as_array()).cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(verifying_key_from_jwk)
+            .collect();
+        IdentityVerifier { keys, issuer, audience }
+    }
+
+    /// Whether a key is registered: without one no token can be verified.
+    pub fn has_keys(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Verifies an identity token at `now` (seconds) and returns its `sub`.
+    pub fn subject(&self, token: &str, now: i64, leeway: i64) -> Result<String, TokenError> {
+        let verified = verify_es256(token, None, |kid| self.keys.get(kid).copied())?;
+        let claims = &verified.claims;
+        check_times(claims, now, leeway, None)?;
+        if let Some(issuer) = &self.issuer
+            && str_claim(claims, "iss")? != issuer
+        {
+            return Err(TokenError::Claim("iss"));
+        }
+        if let Some(audience) = &self.audience
+            && !audience_contains(claims, audience)
+        {
+            return Err(TokenError::Claim("aud"));
+        }
+        Ok(str_claim(claims, "sub")?.to_owned())
+    }
 }
 
 /// A claim as an integer (NumericDate).

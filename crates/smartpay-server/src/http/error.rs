@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use smartpay_domain::violation::Fact;
 
 use super::i18n::{self, Lang};
-use crate::error::{ApiError, Challenge, Problem};
+use crate::auth::token_endpoint::OAuthError;
+use crate::error::{ApiError, Challenge, ErrorCode, Problem};
 
 /// What an error response should say, waiting to be rendered.
 #[derive(Debug, Clone)]
@@ -33,7 +34,7 @@ impl IntoResponse for ApiError {
             ApiError::MalformedJson(e) => (
                 StatusCode::BAD_REQUEST,
                 vec![
-                    Problem::new("malformed_json")
+                    Problem::new(ErrorCode::MalformedJson)
                         .with("line", Fact::Int(e.line as i64))
                         .with("column", Fact::Int(e.column as i64))
                         .with("detail", Fact::Text(e.kind.to_string()))
@@ -43,12 +44,12 @@ impl IntoResponse for ApiError {
             ),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                vec![Problem::new("unsupported_media_type").at("Content-Type")],
+                vec![Problem::new(ErrorCode::UnsupportedMediaType).at("Content-Type")],
                 vec![],
             ),
             ApiError::PayloadTooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                vec![Problem::new("payload_too_large").with("maxBytes", Fact::Int(limit as i64))],
+                vec![Problem::new(ErrorCode::PayloadTooLarge).with("maxBytes", Fact::Int(limit as i64))],
                 vec![],
             ),
             ApiError::Unauthorized(c) => {
@@ -57,55 +58,58 @@ impl IntoResponse for ApiError {
                     Challenge::Basic => challenges.push(BASIC_CHALLENGE),
                     Challenge::InvalidToken => challenges.push(BEARER_INVALID_TOKEN),
                 }
-                (StatusCode::UNAUTHORIZED, vec![Problem::new("unauthorized")], vec![])
+                (StatusCode::UNAUTHORIZED, vec![Problem::new(ErrorCode::Unauthorized)], vec![])
             }
             ApiError::InvalidAccessToken => {
                 challenges.push(BEARER_INVALID_TOKEN);
-                (StatusCode::UNAUTHORIZED, vec![Problem::new("unauthorized").at("X-Access-Token")], vec![])
+                (StatusCode::UNAUTHORIZED, vec![Problem::new(ErrorCode::Unauthorized).at("X-Access-Token")], vec![])
             }
             ApiError::InvalidAuthorization(_) => {
                 challenges.push(BEARER_INVALID_REQUEST);
-                (StatusCode::BAD_REQUEST, vec![Problem::new("invalid_request").at("Authorization")], vec![])
+                (StatusCode::BAD_REQUEST, vec![Problem::new(ErrorCode::InvalidRequest).at("Authorization")], vec![])
             }
             ApiError::MerchantKeyMismatch { ignored } => {
-                (StatusCode::FORBIDDEN, vec![Problem::new("merchant_key_mismatch").at("merchantKey")], ignored)
+                (StatusCode::FORBIDDEN, vec![Problem::new(ErrorCode::MerchantKeyMismatch).at("merchantKey")], ignored)
             }
-            ApiError::NotFound => (StatusCode::NOT_FOUND, vec![Problem::new("not_found")], vec![]),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, vec![Problem::new(ErrorCode::NotFound)], vec![]),
             ApiError::MethodNotAllowed => {
-                (StatusCode::METHOD_NOT_ALLOWED, vec![Problem::new("method_not_allowed")], vec![])
+                (StatusCode::METHOD_NOT_ALLOWED, vec![Problem::new(ErrorCode::MethodNotAllowed)], vec![])
             }
             ApiError::IdempotencyConflict { property } => {
-                (StatusCode::CONFLICT, vec![Problem::new("idempotency_conflict").at(property)], vec![])
+                (StatusCode::CONFLICT, vec![Problem::new(ErrorCode::IdempotencyConflict).at(property)], vec![])
             }
             ApiError::RequestInProgress { property } => {
                 retry_after = Some("1");
-                (StatusCode::CONFLICT, vec![Problem::new("request_in_progress").at(property)], vec![])
+                (StatusCode::CONFLICT, vec![Problem::new(ErrorCode::RequestInProgress).at(property)], vec![])
             }
             ApiError::CheckoutExpired => {
                 challenges.push("CheckoutToken realm=\"SmartPay widget\"");
-                (StatusCode::UNAUTHORIZED, vec![Problem::new("checkout_expired").at("checkoutToken")], vec![])
+                (StatusCode::UNAUTHORIZED, vec![Problem::new(ErrorCode::CheckoutExpired).at("checkoutToken")], vec![])
             }
             ApiError::RateLimited { retry_after } => {
                 retry_after_owned = Some(retry_after.to_string());
-                (StatusCode::TOO_MANY_REQUESTS, vec![Problem::new("rate_limited")], vec![])
+                (StatusCode::TOO_MANY_REQUESTS, vec![Problem::new(ErrorCode::RateLimited)], vec![])
             }
             ApiError::InvalidState { status } => (
                 StatusCode::CONFLICT,
-                vec![Problem::new("invalid_state").with("paymentStatus", Fact::Text(status.as_str().into()))],
+                vec![Problem::new(ErrorCode::InvalidState).with("paymentStatus", Fact::Text(status.as_str().into()))],
                 vec![],
             ),
             ApiError::ForbiddenOrigin => {
-                (StatusCode::FORBIDDEN, vec![Problem::new("forbidden_origin").at("Origin")], vec![])
+                (StatusCode::FORBIDDEN, vec![Problem::new(ErrorCode::ForbiddenOrigin).at("Origin")], vec![])
             }
-            ApiError::CheckoutLocked => (StatusCode::CONFLICT, vec![Problem::new("checkout_locked")], vec![]),
+            ApiError::CheckoutLocked => (StatusCode::CONFLICT, vec![Problem::new(ErrorCode::CheckoutLocked)], vec![]),
+            ApiError::RequestTimeout => {
+                (StatusCode::REQUEST_TIMEOUT, vec![Problem::new(ErrorCode::RequestTimeout)], vec![])
+            }
             ApiError::Unavailable(reason) => {
                 tracing::error!(%reason, "store unavailable");
                 retry_after = Some("5");
-                (StatusCode::SERVICE_UNAVAILABLE, vec![Problem::new("service_unavailable")], vec![])
+                (StatusCode::SERVICE_UNAVAILABLE, vec![Problem::new(ErrorCode::ServiceUnavailable)], vec![])
             }
             ApiError::Internal(reason) => {
                 tracing::error!(%reason, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, vec![Problem::new("internal_error")], vec![])
+                (StatusCode::INTERNAL_SERVER_ERROR, vec![Problem::new(ErrorCode::InternalError)], vec![])
             }
         };
         let mut resp = status.into_response();
@@ -144,7 +148,7 @@ pub fn render(spec: &ErrorSpec, trace_id: &str, lang: Lang) -> Vec<u8> {
                 .map(|(k, f)| ((*k).to_owned(), fact_json(f)))
                 .collect();
             smartpay_api_types::ErrorItem {
-                code: p.code.to_owned(),
+                code: p.code.as_str().to_owned(),
                 message: i18n::message(p, lang),
                 property: p.property.clone(),
                 context: (!context.is_empty()).then_some(context),
@@ -157,4 +161,49 @@ pub fn render(spec: &ErrorSpec, trace_id: &str, lang: Lang) -> Vec<u8> {
         ignored_properties: spec.ignored.clone(),
     };
     serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"errors\":[{\"code\":\"internal_error\"}]}".to_vec())
+}
+
+/// RFC 6749 §5.2 error responses of the token endpoint: `{"error", "error_description"}`, never
+/// cached, with a Basic challenge when the client authenticated with HTTP Basic.
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let basic_challenge = matches!(self, OAuthError::InvalidClient { basic: true, .. });
+        let retry_after = match self {
+            OAuthError::LockedOut { retry_after } => Some(retry_after),
+            _ => None,
+        };
+        let (status, error, description) = match self {
+            OAuthError::InvalidRequest(what) => (StatusCode::BAD_REQUEST, "invalid_request", what),
+            OAuthError::TooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "the form is larger than this endpoint accepts")
+            }
+            OAuthError::UnsupportedGrantType => {
+                (StatusCode::BAD_REQUEST, "unsupported_grant_type", "only client_credentials is supported")
+            }
+            OAuthError::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope", "no scopes are defined; omit scope"),
+            OAuthError::InvalidClient { description, .. } => (StatusCode::UNAUTHORIZED, "invalid_client", description),
+            OAuthError::LockedOut { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "invalid_client", "too many failed attempts; retry later")
+            }
+            OAuthError::Store(e) => return ApiError::from(e).into_response(),
+            OAuthError::NoSigningKey => return ApiError::Internal("no signing key".into()).into_response(),
+        };
+        let body = serde_json::to_vec(&smartpay_api_types::OAuthErrorResponse {
+            error: error.into(),
+            error_description: Some(description.into()),
+        })
+        .unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if basic_challenge {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_CHALLENGE));
+        }
+        if let Some(v) = retry_after.and_then(|r| HeaderValue::from_str(&r.to_string()).ok()) {
+            h.insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
 }

@@ -87,12 +87,17 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         }
         let values: Vec<&[u8]> = parts.headers.get_all(header::AUTHORIZATION).iter().map(|v| v.as_bytes()).collect();
         let counters = &state.metrics.counters;
-        // Brute-force defence: a client that failed too often waits, whatever it sends now.
-        let ip = client_ip(parts);
-        state.auth_fail_limiter.peek(&ip).map_err(|wait| ApiError::RateLimited { retry_after: wait })?;
-        let failed = || {
-            let _ = state.auth_fail_limiter.check(&ip);
-        };
+        // Brute-force defence: a client that failed too often for this identity (or from this
+        // address at all) may not try new credentials now; credentials already verified pass.
+        let ip = client_ip(parts, state);
+        let identity = claimed_identity(&values);
+        if let Err(wait) = state.auth_lockout.check(ip, &identity)
+            && !state.auth.is_known(&values)
+        {
+            counters.auth_lockouts.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::RateLimited { retry_after: wait });
+        }
+        let failed = || state.auth_lockout.failed(ip, &identity);
         match state.auth.authenticate(&values).await {
             Ok(p) => Ok(Caller(p)),
             Err(AuthError::Missing) => Err(ApiError::Unauthorized(Challenge::Any)),
@@ -114,12 +119,52 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     }
 }
 
-/// The peer's IP address (the server is reached directly; behind a proxy this is the proxy).
-pub fn client_ip(parts: &Parts) -> String {
-    parts
+/// Who the credentials claim to be, for the lockout: the Basic user id (a merchantKey), or
+/// `bearer` for tokens (a forged token's claims are the attacker's choice, so they share one key).
+fn claimed_identity(authorization: &[&[u8]]) -> String {
+    let Some(value) = authorization.first() else { return "none".into() };
+    if value.len() > 6 && value[..6].eq_ignore_ascii_case(b"basic ") {
+        match crate::auth::basic::parse(&value[6..]) {
+            Some((user, _)) if user.len() <= 64 => format!("basic:{user}"),
+            _ => "basic".into(),
+        }
+    } else {
+        "bearer".into()
+    }
+}
+
+/// The client's address: the TCP peer, or what a trusted proxy says (`trusted_proxies`).
+pub fn client_ip(parts: &Parts, state: &AppState) -> std::net::IpAddr {
+    let peer = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    state.client_ip(peer, &parts.headers)
+}
+
+/// Whether a body read failed because the body did not arrive in time.
+pub fn is_body_timeout(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// Reads a body of at most `limit` bytes: 413 beyond it (by `Content-Length` before reading),
+/// 408 when it does not arrive within the body timeout.
+pub async fn read_body(req: Request, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| if is_body_timeout(&e) { ApiError::RequestTimeout } else { ApiError::PayloadTooLarge { limit } })
 }
 
 /// A JSON body: `application/json`, within the size limit, parsed strictly.
@@ -141,14 +186,7 @@ impl FromRequest<Arc<AppState>> for JsonBody {
         if !has_media_type(req.headers(), "application/json") {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let limit = state.config.max_body_bytes;
-        let declared =
-            req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(ApiError::PayloadTooLarge { limit });
-        }
-        let bytes =
-            axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })?;
+        let bytes = read_body(req, state.config.max_body_bytes).await?;
         json::parse(&bytes).map(JsonBody).map_err(ApiError::MalformedJson)
     }
 }

@@ -11,9 +11,9 @@ use smartpay_api_types as api;
 
 use super::extract::{Caller, JsonBody, RequestCtx};
 use crate::app::AppState;
-use crate::auth::ClientAuthError;
+use crate::auth::token_endpoint::{self, OAuthError, TokenRequest};
 use crate::checkout;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut resp = (status, body).into_response();
@@ -28,7 +28,7 @@ fn check_access_token(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(v) = headers.get("x-access-token") else { return Ok(()) };
     let bad = |rule: &str| {
         ApiError::invalid(
-            Problem::new("invalid_header")
+            Problem::new(ErrorCode::InvalidHeader)
                 .at("X-Access-Token")
                 .with("rule", smartpay_domain::violation::Fact::Text(rule.into())),
         )
@@ -60,18 +60,23 @@ fn check_access_token(headers: &HeaderMap) -> Result<(), ApiError> {
         returns the first response; a different one gets 409.",
     request_body(content = inline(Object), description = "Create Checkout request; the schema is `CreateCheckoutRequest`.", content_type = "application/json"),
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters; replays the first response for 24 h."),
+        ("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters; replays the first response for 24 h.",
+            min_length = 1, max_length = 255, pattern = "^[!-~]+$"),
         ("Accept-Language" = Option<String>, Header, description = "en-US (default) or de-DE, for error messages."),
-        ("X-Access-Token" = Option<String>, Header, description = "End-user identity JWT, at most 512 characters. Where the merchant registered its identity issuer's keys, the signature (ES256) and expiry are verified and the subject is recorded."),
+        ("X-Access-Token" = Option<String>, Header, description = "End-user identity JWT, at most 512 characters. Where the merchant registered its identity issuer's keys, the signature (ES256) and expiry are verified and the subject is recorded.",
+            max_length = 512),
     ),
     responses(
         (status = 200, description = "Checkout created (or replayed)", body = api::CreateCheckoutResponse),
         (status = 400, description = "Invalid request: every violation is listed", body = api::ErrorBody),
         (status = 401, description = "Not authenticated, or an X-Access-Token that the merchant's identity issuer did not sign", body = api::ErrorBody),
         (status = 403, description = "merchantKey is not the caller's", body = api::ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = api::ErrorBody),
         (status = 409, description = "Idempotency conflict or request in progress", body = api::ErrorBody),
         (status = 413, description = "Body too large", body = api::ErrorBody),
         (status = 415, description = "Not application/json", body = api::ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client address: retry after `Retry-After` seconds (credentials verified before still pass)", body = api::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Store unavailable", body = api::ErrorBody),
     ),
     security(("basic" = []), ("bearer" = []))
@@ -110,12 +115,15 @@ pub async fn create_checkout(
 #[utoipa::path(
     get, path = "/payment/status/{transactionId}", tag = "Checkout",
     description = "The payment's status, its history and its modifications. Another merchant's payment is 404, as if it did not exist.",
-    params(("transactionId" = String, Path, description = "The transactionId (UUID) from Create Checkout.")),
+    params(("transactionId" = String, Path, description = "The transactionId (UUID) from Create Checkout.",
+        pattern = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")),
     responses(
         (status = 200, description = "The payment", body = api::PaymentStatusResponse),
         (status = 400, description = "transactionId is not a UUID", body = api::ErrorBody),
         (status = 401, description = "Not authenticated", body = api::ErrorBody),
         (status = 404, description = "No such payment for this merchant", body = api::ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client address: retry after `Retry-After` seconds (credentials verified before still pass)", body = api::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("basic" = []), ("bearer" = []))
 )]
@@ -129,41 +137,6 @@ pub async fn payment_status(
     Ok(json_response(StatusCode::OK, body))
 }
 
-fn oauth_error(status: StatusCode, error: &str, description: &str, basic_challenge: bool) -> Response {
-    let body = serde_json::to_vec(&api::OAuthErrorResponse {
-        error: error.into(),
-        error_description: Some(description.into()),
-    })
-    .unwrap_or_default();
-    let mut resp = json_response(status, body);
-    resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    if basic_challenge {
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"SmartPay\", charset=\"UTF-8\""));
-    }
-    resp
-}
-
-/// Percent-decoding of `application/x-www-form-urlencoded` (with `+` as space).
-fn form_decode(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(h, 16).ok()?);
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
 /// OAuth2 token endpoint (client credentials).
 #[utoipa::path(
     post, path = "/oauth2/token", tag = "Authentication",
@@ -174,106 +147,35 @@ fn form_decode(s: &str) -> Option<String> {
         (status = 200, description = "Access token", body = api::TokenResponse),
         (status = 400, description = "invalid_request, unsupported_grant_type, invalid_scope", body = api::OAuthErrorResponse),
         (status = 401, description = "invalid_client", body = api::OAuthErrorResponse),
+        (status = 408, description = "The form did not arrive in time", body = api::ErrorBody),
+        (status = 413, description = "invalid_request: the form is larger than the endpoint accepts", body = api::OAuthErrorResponse),
+        (status = 429, description = "Too many failed attempts from this client address for this client, or from this address at all: retry after `Retry-After` seconds", body = api::OAuthErrorResponse,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 pub async fn oauth_token(
     State(state): State<Arc<AppState>>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    req: axum::extract::Request,
 ) -> Response {
-    let ip = peer.ip().to_string();
-    if let Err(wait) = state.auth_fail_limiter.peek(&ip) {
-        let mut r = oauth_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "invalid_client",
-            "too many failed attempts; retry later",
-            false,
-        );
-        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return r;
+    let client_ip = state.client_ip(peer.ip(), req.headers());
+    if !super::extract::has_media_type(req.headers(), "application/x-www-form-urlencoded") {
+        return OAuthError::InvalidRequest("the body must be application/x-www-form-urlencoded").into_response();
     }
-    if !super::extract::has_media_type(&headers, "application/x-www-form-urlencoded") {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the body must be application/x-www-form-urlencoded",
-            false,
-        );
-    }
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the body is not UTF-8", false);
+    let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());
+    let body = match super::extract::read_body(req, state.config.token_max_body_bytes).await {
+        Ok(b) => b,
+        Err(ApiError::PayloadTooLarge { limit }) => return OAuthError::TooLarge { limit }.into_response(),
+        Err(e) => return e.into_response(),
     };
-    let mut params: Vec<(String, String)> = Vec::new();
-    for pair in text.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (Some(k), Some(v)) = (form_decode(k), form_decode(v)) else {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "malformed form encoding", false);
-        };
-        if params.iter().any(|(existing, _)| *existing == k) {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "a parameter is repeated", false);
-        }
-        params.push((k, v));
-    }
-    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    match param("grant_type") {
-        None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required", false),
-        Some("client_credentials") => {}
-        Some(_) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "only client_credentials is supported",
-                false,
-            );
-        }
-    }
-    if param("scope").is_some_and(|s| !s.trim().is_empty()) {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "no scopes are defined; omit scope", false);
-    }
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes())
-        .filter(|v| v.len() > 6 && v[..6].eq_ignore_ascii_case(b"basic "));
-    let (client_id, secret, via_basic) = match (basic, param("client_id"), param("client_secret")) {
-        (Some(_), _, Some(_)) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "use one client authentication method, not two",
-                false,
-            );
-        }
-        (Some(h), _, None) => {
-            // RFC 6749 §2.3.1: id and secret are form-encoded before Basic encoding.
-            match crate::auth::basic::parse(&h[6..])
-                .and_then(|(u, p)| Some((form_decode(&u)?, zeroize::Zeroizing::new(form_decode(&p)?))))
-            {
-                Some((u, p)) => (u, p, true),
-                None => {
-                    let _ = state.auth_fail_limiter.check(&ip);
-                    return oauth_error(
-                        StatusCode::UNAUTHORIZED,
-                        "invalid_client",
-                        "client authentication failed",
-                        true,
-                    );
-                }
-            }
-        }
-        (None, Some(id), Some(secret)) => (id.to_owned(), zeroize::Zeroizing::new(secret.to_owned()), false),
-        (None, _, _) => {
-            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required", false);
-        }
-    };
-    match state.auth.issue_token(&client_id, &secret).await {
+    let request = TokenRequest { client_ip, authorization: authorization.as_deref(), body: &body };
+    let counters = &state.metrics.counters;
+    match token_endpoint::client_credentials(&state.auth, &state.auth_lockout, request).await {
         Ok(token) => {
-            state.metrics.counters.tokens_issued.fetch_add(1, Ordering::Relaxed);
+            counters.tokens_issued.fetch_add(1, Ordering::Relaxed);
             let body = serde_json::to_vec(&api::TokenResponse {
-                access_token: token,
-                expires_in: u64::try_from(state.auth.token_ttl()).unwrap_or(3600),
+                access_token: token.access_token,
+                expires_in: token.expires_in,
                 token_type: "Bearer".into(),
             })
             .unwrap_or_default();
@@ -281,14 +183,18 @@ pub async fn oauth_token(
             resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
             resp
         }
-        Err(ClientAuthError::InvalidClient) => {
-            let _ = state.auth_fail_limiter.check(&ip);
-            state.metrics.counters.auth_failures_bearer.fetch_add(1, Ordering::Relaxed);
-            tracing::info!("token request with invalid client credentials");
-            oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed", via_basic)
+        Err(e) => {
+            match &e {
+                OAuthError::InvalidClient { .. } => {
+                    counters.auth_failures_bearer.fetch_add(1, Ordering::Relaxed);
+                }
+                OAuthError::LockedOut { .. } => {
+                    counters.auth_lockouts.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+            e.into_response()
         }
-        Err(ClientAuthError::Store(e)) => ApiError::from(e).into_response(),
-        Err(ClientAuthError::NoSigningKey) => ApiError::Internal("no signing key".into()).into_response(),
     }
 }
 
@@ -322,9 +228,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "Operations", description = "Prometheus text exposition format.",
-    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
+/// Prometheus metrics (served on the admin listener, `admin_listen`).
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let text = state.metrics.render(state.store.stats());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()

@@ -1,9 +1,11 @@
-//! Error messages in `en-US` and `de-DE`, chosen by `Accept-Language` (RFC 9110 §12.5.4).
+//! Error messages in `en-US` and `de-DE`, chosen by `Accept-Language` (RFC 9110 §12.5.4). Each
+//! language is one exhaustive `match` over [`ErrorCode`]: a code without a text does not compile,
+//! and a message whose facts are missing falls back to a shorter sentence instead of a gap.
 
 use smartpay_domain::json::SyntaxErrorKind;
 use smartpay_domain::violation::Fact;
 
-use crate::error::Problem;
+use crate::error::{ErrorCode, Problem};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -36,120 +38,210 @@ pub fn negotiate(accept_language: Option<&str>) -> Lang {
     best.0
 }
 
-fn fact(p: &Problem, key: &str) -> String {
-    match p.context.iter().find(|(k, _)| *k == key).map(|(_, f)| f) {
-        Some(Fact::Int(i)) => i.to_string(),
-        Some(Fact::Text(t)) => t.clone(),
-        Some(Fact::List(l)) => l.join(", "),
-        None => String::new(),
-    }
+/// The fact under `key` as message text; `None` when absent or empty, so a message never shows a
+/// gap where a fact would be.
+fn fact(p: &Problem, key: &str) -> Option<String> {
+    let text = match p.context.iter().find(|(k, _)| *k == key).map(|(_, f)| f)? {
+        Fact::Int(i) => i.to_string(),
+        Fact::Text(t) => t.clone(),
+        Fact::List(l) => l.join(", "),
+    };
+    (!text.trim().is_empty()).then_some(text)
 }
 
 /// The message for a problem.
 pub fn message(p: &Problem, lang: Lang) -> String {
+    match lang {
+        Lang::En => en(p.code, p),
+        Lang::De => de(p.code, p),
+    }
+}
+
+/// English messages: one arm per code, so a new code does not compile without its text.
+fn en(code: ErrorCode, p: &Problem) -> String {
     let f = |k: &str| fact(p, k);
-    let de = lang == Lang::De;
-    match p.code {
-        "missing_property" => match (de, p.context.iter().any(|(k, _)| *k == "alternative")) {
-            (false, true) => format!("A value is required here, or in {}.", f("alternative")),
-            (true, true) => format!("Hier oder in {} ist ein Wert erforderlich.", f("alternative")),
-            (false, false) => "A value is required.".into(),
-            (true, false) => "Ein Wert ist erforderlich.".into(),
+    match code {
+        ErrorCode::MissingProperty => match f("alternative") {
+            Some(alt) => format!("A value is required here, or in {alt}."),
+            None => "A value is required.".into(),
         },
-        "invalid_type" if de => format!("Falscher Typ: erwartet {}, erhalten {}.", f("expected"), f("actual")),
-        "invalid_type" => format!("Wrong type: expected {}, got {}.", f("expected"), f("actual")),
-        "value_too_long" if de => format!("Wert ist zu lang. Höchstens {} Zeichen sind erlaubt.", f("maxLength")),
-        "value_too_long" => format!("Value is too long. At most {} characters are allowed.", f("maxLength")),
-        "value_too_short" if de => {
-            format!("Wert ist zu kurz. Mindestens {} Zeichen sind erforderlich.", f("minLength"))
-        }
-        "value_too_short" => format!("Value is too short. At least {} characters are required.", f("minLength")),
-        "invalid_format" if de => format!("Ungültiges Format, erwartet: {}.", f("format")),
-        "invalid_format" => format!("Invalid format, expected: {}.", f("format")),
-        "invalid_value" if de => format!("Ungültiger Wert. Erlaubt sind: {}.", f("allowedValues")),
-        "invalid_value" => format!("Invalid value. Allowed values: {}.", f("allowedValues")),
-        "invalid_characters" if de && !f("allowed").is_empty() => {
-            format!("Ungültige Zeichen. Erlaubt sind: {}.", f("allowed"))
-        }
-        "invalid_characters" if !f("allowed").is_empty() => format!("Invalid characters. Allowed: {}.", f("allowed")),
-        "invalid_characters" if de => "Steuerzeichen und Richtungsumschaltungen sind nicht erlaubt.".into(),
-        "invalid_characters" => "Control characters and bidirectional overrides are not allowed.".into(),
-        "value_out_of_bounds" if de => {
-            format!("Wert außerhalb des Bereichs. Der Wert muss zwischen {} und {} liegen.", f("minimum"), f("maximum"))
-        }
-        "value_out_of_bounds" => {
-            format!("Value out of bounds. Value must be between {} and {}.", f("minimum"), f("maximum"))
-        }
-        "invalid_amount_precision" if de => {
-            format!("Zu viele Nachkommastellen: {} erlaubt höchstens {}.", f("currencyCode"), f("maxDecimals"))
-        }
-        "invalid_amount_precision" if !f("currencyCode").is_empty() => {
-            format!("Too many decimals: {} allows at most {}.", f("currencyCode"), f("maxDecimals"))
-        }
-        "invalid_amount_precision" if de => {
-            format!("Zu viele Nachkommastellen: höchstens {} erlaubt.", f("maxDecimals"))
-        }
-        "invalid_amount_precision" => format!("Too many decimals: at most {} allowed.", f("maxDecimals")),
-        "unsupported_currency" if de => "Unbekannte oder nicht unterstützte Währung (ISO 4217).".into(),
-        "unsupported_currency" => "Unknown or unsupported currency (ISO 4217).".into(),
-        "unsupported_country" if de => format!("Unbekanntes Land, erwartet: {}.", f("standard")),
-        "unsupported_country" => format!("Unknown country, expected: {}.", f("standard")),
-        "too_many_items" if de => format!("Zu viele Einträge. Höchstens {} sind erlaubt.", f("maxItems")),
-        "too_many_items" => format!("Too many items. At most {} are allowed.", f("maxItems")),
-        "malformed_json" => {
-            let detail = f("detail");
-            if de {
-                format!("Fehlerhaftes JSON: {} in Zeile {}, Spalte {}.", f("detailDe"), f("line"), f("column"))
-            } else {
-                format!("Malformed JSON: {detail} at line {} column {}.", f("line"), f("column"))
+        ErrorCode::InvalidType => match (f("expected"), f("actual")) {
+            (Some(e), Some(a)) => format!("Wrong type: expected {e}, got {a}."),
+            (Some(e), None) => format!("Wrong type: expected {e}."),
+            (None, _) => "Wrong type.".into(),
+        },
+        ErrorCode::ValueTooLong => match f("maxLength") {
+            Some(n) => format!("Value is too long. At most {n} characters are allowed."),
+            None => "Value is too long.".into(),
+        },
+        ErrorCode::ValueTooShort => match f("minLength") {
+            Some(n) => format!("Value is too short. At least {n} characters are required."),
+            None => "Value is too short.".into(),
+        },
+        ErrorCode::InvalidFormat => match f("format") {
+            Some(fmt) => format!("Invalid format, expected: {fmt}."),
+            None => "Invalid format.".into(),
+        },
+        ErrorCode::InvalidValue => match f("allowedValues") {
+            Some(v) => format!("Invalid value. Allowed values: {v}."),
+            None => "Invalid value.".into(),
+        },
+        ErrorCode::InvalidCharacters => match f("allowed") {
+            Some(a) => format!("Invalid characters. Allowed: {a}."),
+            None => "Control characters and bidirectional overrides are not allowed.".into(),
+        },
+        ErrorCode::ValueOutOfBounds => match (f("minimum"), f("maximum")) {
+            (Some(min), Some(max)) => format!("Value out of bounds. Value must be between {min} and {max}."),
+            _ => "Value out of bounds.".into(),
+        },
+        ErrorCode::InvalidAmountPrecision => match (f("currencyCode"), f("maxDecimals")) {
+            (Some(c), Some(n)) => format!("Too many decimals: {c} allows at most {n}."),
+            (None, Some(n)) => format!("Too many decimals: at most {n} allowed."),
+            (_, None) => "Too many decimals.".into(),
+        },
+        ErrorCode::UnsupportedCurrency => "Unknown or unsupported currency (ISO 4217).".into(),
+        ErrorCode::UnsupportedCountry => match f("standard") {
+            Some(s) => format!("Unknown country, expected: {s}."),
+            None => "Unknown country.".into(),
+        },
+        ErrorCode::TooManyItems => match f("maxItems") {
+            Some(n) => format!("Too many items. At most {n} are allowed."),
+            None => "Too many items.".into(),
+        },
+        ErrorCode::ConflictingProperties => "These properties cannot be used together.".into(),
+        ErrorCode::MalformedJson => match (f("detail"), f("line"), f("column")) {
+            (Some(d), Some(l), Some(c)) => format!("Malformed JSON: {d} at line {l} column {c}."),
+            (Some(d), _, _) => format!("Malformed JSON: {d}."),
+            (None, _, _) => "Malformed JSON.".into(),
+        },
+        ErrorCode::InvalidHeader => match f("rule") {
+            Some(r) => format!("Invalid header: {r}."),
+            None => "Invalid header.".into(),
+        },
+        ErrorCode::InvalidRequest => "The Authorization header is malformed.".into(),
+        ErrorCode::UnsupportedMediaType => "The body must be application/json.".into(),
+        ErrorCode::PayloadTooLarge => match f("maxBytes") {
+            Some(n) => format!("The body is too large. At most {n} bytes are allowed."),
+            None => "The body is too large.".into(),
+        },
+        ErrorCode::Unauthorized => "You are not authenticated to perform this request.".into(),
+        ErrorCode::MerchantKeyMismatch => "merchantKey does not belong to the credentials used.".into(),
+        ErrorCode::NotFound => "Not found.".into(),
+        ErrorCode::MethodNotAllowed => "This method is not allowed here.".into(),
+        ErrorCode::IdempotencyConflict => "This key was already used with a different request.".into(),
+        ErrorCode::RequestInProgress => "A request with this key is still being processed. Retry later.".into(),
+        ErrorCode::ForbiddenOrigin => "This origin is not allowed.".into(),
+        ErrorCode::CheckoutExpired => "This checkout has expired.".into(),
+        ErrorCode::RateLimited => "Too many requests. Retry later.".into(),
+        ErrorCode::InvalidState => match f("paymentStatus") {
+            Some(s) => format!("Not possible in status {s}."),
+            None => "Not possible in the payment's current status.".into(),
+        },
+        ErrorCode::CheckoutLocked => "Too many payment attempts on this checkout.".into(),
+        ErrorCode::InvalidCardData => "Invalid card data.".into(),
+        ErrorCode::CardExpired => "The card has expired.".into(),
+        ErrorCode::UnsupportedCardBrand => "This card brand is not supported.".into(),
+        ErrorCode::RequestTimeout => "The request took too long to arrive or to answer. Retry it.".into(),
+        ErrorCode::ServiceUnavailable => "The service is temporarily unavailable. Retry later.".into(),
+        ErrorCode::InternalError => "Internal error. Please give the traceId to support.".into(),
+    }
+}
+
+/// German messages: one arm per code, so a new code does not compile without its text.
+fn de(code: ErrorCode, p: &Problem) -> String {
+    let f = |k: &str| fact(p, k);
+    match code {
+        ErrorCode::MissingProperty => match f("alternative") {
+            Some(alt) => format!("Hier oder in {alt} ist ein Wert erforderlich."),
+            None => "Ein Wert ist erforderlich.".into(),
+        },
+        ErrorCode::InvalidType => match (f("expected"), f("actual")) {
+            (Some(e), Some(a)) => format!("Falscher Typ: erwartet {e}, erhalten {a}."),
+            (Some(e), None) => format!("Falscher Typ: erwartet {e}."),
+            (None, _) => "Falscher Typ.".into(),
+        },
+        ErrorCode::ValueTooLong => match f("maxLength") {
+            Some(n) => format!("Wert ist zu lang. Höchstens {n} Zeichen sind erlaubt."),
+            None => "Wert ist zu lang.".into(),
+        },
+        ErrorCode::ValueTooShort => match f("minLength") {
+            Some(n) => format!("Wert ist zu kurz. Mindestens {n} Zeichen sind erforderlich."),
+            None => "Wert ist zu kurz.".into(),
+        },
+        ErrorCode::InvalidFormat => match f("format") {
+            Some(fmt) => format!("Ungültiges Format, erwartet: {fmt}."),
+            None => "Ungültiges Format.".into(),
+        },
+        ErrorCode::InvalidValue => match f("allowedValues") {
+            Some(v) => format!("Ungültiger Wert. Erlaubt sind: {v}."),
+            None => "Ungültiger Wert.".into(),
+        },
+        ErrorCode::InvalidCharacters => match f("allowed") {
+            Some(a) => format!("Ungültige Zeichen. Erlaubt sind: {a}."),
+            None => "Steuerzeichen und Richtungsumschaltungen sind nicht erlaubt.".into(),
+        },
+        ErrorCode::ValueOutOfBounds => match (f("minimum"), f("maximum")) {
+            (Some(min), Some(max)) => {
+                format!("Wert außerhalb des Bereichs. Der Wert muss zwischen {min} und {max} liegen.")
             }
-        }
-        "unsupported_media_type" if de => "Der Inhalt muss application/json sein.".into(),
-        "unsupported_media_type" => "The body must be application/json.".into(),
-        "payload_too_large" if de => format!("Der Inhalt ist zu groß. Höchstens {} Bytes sind erlaubt.", f("maxBytes")),
-        "payload_too_large" => format!("The body is too large. At most {} bytes are allowed.", f("maxBytes")),
-        "unauthorized" if de => "Sie sind für diese Anfrage nicht authentifiziert.".into(),
-        "unauthorized" => "You are not authenticated to perform this request.".into(),
-        "invalid_request" if de => "Die Authorization-Angabe ist fehlerhaft.".into(),
-        "invalid_request" => "The Authorization header is malformed.".into(),
-        "merchant_key_mismatch" if de => "merchantKey gehört nicht zu den verwendeten Zugangsdaten.".into(),
-        "merchant_key_mismatch" => "merchantKey does not belong to the credentials used.".into(),
-        "not_found" if de => "Nicht gefunden.".into(),
-        "not_found" => "Not found.".into(),
-        "method_not_allowed" if de => "Diese Methode ist hier nicht erlaubt.".into(),
-        "method_not_allowed" => "This method is not allowed here.".into(),
-        "idempotency_conflict" if de => "Dieser Schlüssel wurde bereits für eine andere Anfrage verwendet.".into(),
-        "idempotency_conflict" => "This key was already used with a different request.".into(),
-        "request_in_progress" if de => {
+            _ => "Wert außerhalb des Bereichs.".into(),
+        },
+        ErrorCode::InvalidAmountPrecision => match (f("currencyCode"), f("maxDecimals")) {
+            (Some(c), Some(n)) => format!("Zu viele Nachkommastellen: {c} erlaubt höchstens {n}."),
+            (None, Some(n)) => format!("Zu viele Nachkommastellen: höchstens {n} erlaubt."),
+            (_, None) => "Zu viele Nachkommastellen.".into(),
+        },
+        ErrorCode::UnsupportedCurrency => "Unbekannte oder nicht unterstützte Währung (ISO 4217).".into(),
+        ErrorCode::UnsupportedCountry => match f("standard") {
+            Some(s) => format!("Unbekanntes Land, erwartet: {s}."),
+            None => "Unbekanntes Land.".into(),
+        },
+        ErrorCode::TooManyItems => match f("maxItems") {
+            Some(n) => format!("Zu viele Einträge. Höchstens {n} sind erlaubt."),
+            None => "Zu viele Einträge.".into(),
+        },
+        ErrorCode::ConflictingProperties => "Diese Angaben können nicht zusammen verwendet werden.".into(),
+        ErrorCode::MalformedJson => match (f("detailDe"), f("line"), f("column")) {
+            (Some(d), Some(l), Some(c)) => format!("Fehlerhaftes JSON: {d} in Zeile {l}, Spalte {c}."),
+            (Some(d), _, _) => format!("Fehlerhaftes JSON: {d}."),
+            (None, _, _) => "Fehlerhaftes JSON.".into(),
+        },
+        ErrorCode::InvalidHeader => match f("rule") {
+            Some(r) => format!("Ungültiger Header: {r}."),
+            None => "Ungültiger Header.".into(),
+        },
+        ErrorCode::InvalidRequest => "Die Authorization-Angabe ist fehlerhaft.".into(),
+        ErrorCode::UnsupportedMediaType => "Der Inhalt muss application/json sein.".into(),
+        ErrorCode::PayloadTooLarge => match f("maxBytes") {
+            Some(n) => format!("Der Inhalt ist zu groß. Höchstens {n} Bytes sind erlaubt."),
+            None => "Der Inhalt ist zu groß.".into(),
+        },
+        ErrorCode::Unauthorized => "Sie sind für diese Anfrage nicht authentifiziert.".into(),
+        ErrorCode::MerchantKeyMismatch => "merchantKey gehört nicht zu den verwendeten Zugangsdaten.".into(),
+        ErrorCode::NotFound => "Nicht gefunden.".into(),
+        ErrorCode::MethodNotAllowed => "Diese Methode ist hier nicht erlaubt.".into(),
+        ErrorCode::IdempotencyConflict => "Dieser Schlüssel wurde bereits für eine andere Anfrage verwendet.".into(),
+        ErrorCode::RequestInProgress => {
             "Eine Anfrage mit diesem Schlüssel wird gerade verarbeitet. Bitte später erneut versuchen.".into()
         }
-        "request_in_progress" => "A request with this key is still being processed. Retry later.".into(),
-        "invalid_header" if de => format!("Ungültiger Header: {}.", f("rule")),
-        "invalid_header" => format!("Invalid header: {}.", f("rule")),
-        "forbidden_origin" if de => "Diese Herkunft ist nicht erlaubt.".into(),
-        "forbidden_origin" => "This origin is not allowed.".into(),
-        "checkout_expired" if de => "Dieser Checkout ist abgelaufen.".into(),
-        "checkout_expired" => "This checkout has expired.".into(),
-        "rate_limited" if de => "Zu viele Anfragen. Bitte später erneut versuchen.".into(),
-        "rate_limited" => "Too many requests. Retry later.".into(),
-        "invalid_state" if de => format!("Im Status {} ist das nicht möglich.", f("paymentStatus")),
-        "invalid_state" => format!("Not possible in status {}.", f("paymentStatus")),
-        "checkout_locked" if de => "Zu viele Zahlungsversuche für diesen Checkout.".into(),
-        "checkout_locked" => "Too many payment attempts on this checkout.".into(),
-        "invalid_card_data" if de => "Ungültige Kartenangabe.".into(),
-        "invalid_card_data" => "Invalid card data.".into(),
-        "card_expired" if de => "Die Karte ist abgelaufen.".into(),
-        "card_expired" => "The card has expired.".into(),
-        "unsupported_card_brand" if de => "Diese Kartenmarke wird nicht unterstützt.".into(),
-        "unsupported_card_brand" => "This card brand is not supported.".into(),
-        "service_unavailable" if de => {
+        ErrorCode::ForbiddenOrigin => "Diese Herkunft ist nicht erlaubt.".into(),
+        ErrorCode::CheckoutExpired => "Dieser Checkout ist abgelaufen.".into(),
+        ErrorCode::RateLimited => "Zu viele Anfragen. Bitte später erneut versuchen.".into(),
+        ErrorCode::InvalidState => match f("paymentStatus") {
+            Some(s) => format!("Im Status {s} ist das nicht möglich."),
+            None => "Im aktuellen Status der Zahlung ist das nicht möglich.".into(),
+        },
+        ErrorCode::CheckoutLocked => "Zu viele Zahlungsversuche für diesen Checkout.".into(),
+        ErrorCode::InvalidCardData => "Ungültige Kartenangabe.".into(),
+        ErrorCode::CardExpired => "Die Karte ist abgelaufen.".into(),
+        ErrorCode::UnsupportedCardBrand => "Diese Kartenmarke wird nicht unterstützt.".into(),
+        ErrorCode::RequestTimeout => {
+            "Die Anfrage kam nicht rechtzeitig an oder wurde nicht rechtzeitig beantwortet. Bitte erneut senden.".into()
+        }
+        ErrorCode::ServiceUnavailable => {
             "Der Dienst ist vorübergehend nicht verfügbar. Bitte später erneut versuchen.".into()
         }
-        "service_unavailable" => "The service is temporarily unavailable. Retry later.".into(),
-        "internal_error" if de => "Interner Fehler. Bitte die traceId an den Support geben.".into(),
-        "internal_error" => "Internal error. Please give the traceId to support.".into(),
-        other if de => format!("Fehler: {other}."),
-        other => format!("Error: {other}."),
+        ErrorCode::InternalError => "Interner Fehler. Bitte die traceId an den Support geben.".into(),
     }
 }
 
@@ -192,10 +284,80 @@ mod tests {
 
     #[test]
     fn messages_name_the_rule_in_both_languages() {
-        let p = Problem::new("value_too_long").at("consumer.firstName").with("maxLength", Fact::Int(60));
+        let p = Problem::new(ErrorCode::ValueTooLong).at("consumer.firstName").with("maxLength", Fact::Int(60));
         assert_eq!(message(&p, Lang::En), "Value is too long. At most 60 characters are allowed.");
         assert_eq!(message(&p, Lang::De), "Wert ist zu lang. Höchstens 60 Zeichen sind erlaubt.");
-        let u = Problem::new("unauthorized");
+        let u = Problem::new(ErrorCode::Unauthorized);
         assert_eq!(message(&u, Lang::En), "You are not authenticated to perform this request.");
+        assert_eq!(message(&u, Lang::De), "Sie sind für diese Anfrage nicht authentifiziert.");
+    }
+
+    #[test]
+    fn precision_messages_name_the_currency_when_there_is_one_in_both_languages() {
+        let amount = Problem::new(ErrorCode::InvalidAmountPrecision)
+            .at("payment.amount")
+            .with("currencyCode", Fact::Text("EUR".into()))
+            .with("maxDecimals", Fact::Int(2));
+        assert_eq!(message(&amount, Lang::En), "Too many decimals: EUR allows at most 2.");
+        assert_eq!(message(&amount, Lang::De), "Zu viele Nachkommastellen: EUR erlaubt höchstens 2.");
+        let vat = Problem::new(ErrorCode::InvalidAmountPrecision)
+            .at("order.lines[0].vatRate")
+            .with("maxDecimals", Fact::Int(2));
+        assert_eq!(message(&vat, Lang::En), "Too many decimals: at most 2 allowed.");
+        assert_eq!(message(&vat, Lang::De), "Zu viele Nachkommastellen: höchstens 2 erlaubt.");
+    }
+
+    /// Every fact key a message reads, with a plausible value.
+    fn all_facts(p: Problem) -> Problem {
+        [
+            ("alternative", Fact::Text("order.reference".into())),
+            ("expected", Fact::Text("string".into())),
+            ("actual", Fact::Text("number".into())),
+            ("maxLength", Fact::Int(60)),
+            ("minLength", Fact::Int(1)),
+            ("format", Fact::Text("uuid".into())),
+            ("allowedValues", Fact::List(vec!["A".into(), "B".into()])),
+            ("allowed", Fact::Text("A-Z".into())),
+            ("minimum", Fact::Int(0)),
+            ("maximum", Fact::Int(100)),
+            ("currencyCode", Fact::Text("EUR".into())),
+            ("maxDecimals", Fact::Int(2)),
+            ("standard", Fact::Text("ISO 3166-1 alpha-2".into())),
+            ("maxItems", Fact::Int(10)),
+            ("detail", Fact::Text("trailing comma".into())),
+            ("detailDe", Fact::Text("überzähliges Komma".into())),
+            ("line", Fact::Int(3)),
+            ("column", Fact::Int(7)),
+            ("rule", Fact::Text("at most 512 characters".into())),
+            ("maxBytes", Fact::Int(65536)),
+            ("paymentStatus", Fact::Text("AUTHORIZED".into())),
+        ]
+        .into_iter()
+        .fold(p, |p, (k, f)| p.with(k, f))
+    }
+
+    #[test]
+    fn every_code_has_a_clean_sentence_in_both_languages_with_or_without_facts() {
+        for code in ErrorCode::ALL {
+            for problem in [Problem::new(code), all_facts(Problem::new(code))] {
+                for lang in [Lang::En, Lang::De] {
+                    let m = message(&problem, lang);
+                    let at = format!("{} in {lang:?}: {m:?}", code.as_str());
+                    assert!(!m.trim().is_empty(), "{at}");
+                    assert!(!m.contains("{}") && !m.contains('{') && !m.contains('}'), "{at}");
+                    assert!(!m.contains("  "), "{at}");
+                    assert!(!m.contains(" .") && !m.contains(" ,") && !m.contains(": ."), "{at}");
+                    assert!(m.ends_with('.'), "{at}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_two_languages_differ_for_every_code() {
+        for code in ErrorCode::ALL {
+            let p = all_facts(Problem::new(code));
+            assert_ne!(message(&p, Lang::En), message(&p, Lang::De), "{}", code.as_str());
+        }
     }
 }

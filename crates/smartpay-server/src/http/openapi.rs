@@ -21,7 +21,7 @@ use super::{handlers, widget};
         Amounts are JSON numbers in major units, parsed exactly. Errors use the MOD2 body; codes are listed in docs/api.md."),
     paths(
         handlers::create_checkout, handlers::payment_status, handlers::oauth_token, handlers::jwks,
-        handlers::live, handlers::ready, handlers::metrics, handlers::openapi_json,
+        handlers::live, handlers::ready, handlers::openapi_json,
         widget::loader, widget::integrity, widget::bins, widget::frame, widget::frame_js, widget::frame_css,
         widget::challenge_return, widget::return_js, widget::submit, widget::complete, widget::hosted,
         widget::hosted_js, widget::demo, widget::demo_js, widget::demo_checkout, widget::demo_status
@@ -176,11 +176,11 @@ mod tests {
             "/.well-known/jwks.json",
             "/health/live",
             "/health/ready",
-            "/metrics",
             "/openapi.json",
         ] {
             assert!(paths.contains(&p), "{p} missing from {paths:?}");
         }
+        assert!(!paths.contains(&"/metrics"), "metrics live on the operators' listener, not in the public API");
         // L7: no documented path the router lacks, and no routed path left undocumented (the
         // route table is in http.rs; the sandbox acquirer, a fake outside system, is nested apart).
         let router_src = include_str!("../http.rs");

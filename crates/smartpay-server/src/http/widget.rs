@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequest, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -14,8 +14,8 @@ use serde::Deserialize;
 use super::extract::JsonBody;
 use crate::app::AppState;
 use crate::engine::{self, CardInput};
-use crate::error::{ApiError, Problem};
-use crate::widget::{self, Asset, escape};
+use crate::error::{ApiError, ErrorCode, Problem};
+use crate::widget::{self, Asset};
 
 fn asset(a: &Asset, cache: &'static str) -> Response {
     let mut r = a.body.into_response();
@@ -81,6 +81,14 @@ async fn origins_of(state: &AppState, payment: Option<&smartpay_store::Payment>)
     }
 }
 
+/// The origins that may frame a checkout's card frame; none without a checkout.
+async fn ancestors_of(state: &AppState, payment: Option<&smartpay_store::Payment>) -> Vec<String> {
+    match payment {
+        Some(p) => widget::frame_ancestors(state, &p.merchant_id).await.unwrap_or_default(),
+        None => Vec::new(),
+    }
+}
+
 /// A page with a strict CSP: scripts and styles only from this origin, no inline script.
 fn page(html: String, frame_ancestors: &str) -> Response {
     let mut r = axum::response::Html(html).into_response();
@@ -118,7 +126,7 @@ pub async fn frame(State(state): State<Arc<AppState>>, Query(q): Query<FrameQuer
         Ok(p) => (Some(p), None),
         Err(_) => (None, Some("ERR_CONFIG")),
     };
-    let allowed = origins_of(&state, payment.as_ref()).await;
+    let allowed = ancestors_of(&state, payment.as_ref()).await;
     let parent = q.origin.as_deref().and_then(widget::normalize_origin);
     let error = error.or(match &parent {
         Some(o) if allowed.contains(o) => None,
@@ -148,18 +156,18 @@ pub async fn frame(State(state): State<Arc<AppState>>, Query(q): Query<FrameQuer
             String::new(),
         ),
     };
-    let html = widget::FRAME_HTML
-        .replace("{{lang}}", &culture[..2])
-        .replace("{{token}}", &escape(if error.is_none() { &token } else { "" }))
-        .replace("{{parentOrigin}}", &escape(parent.as_deref().unwrap_or("")))
-        .replace("{{culture}}", culture)
-        .replace("{{amount}}", &escape(&amount))
-        .replace("{{currency}}", &escape(&currency))
-        .replace("{{description}}", &escape(&description))
-        .replace("{{merchant}}", &escape(&merchant))
-        .replace("{{status}}", &escape(&status))
-        .replace("{{mode}}", &escape(q.mode.as_deref().unwrap_or("full")))
-        .replace("{{error}}", error.unwrap_or(""));
+    let html = widget::render_frame(&widget::FrameView {
+        token: if error.is_none() { &token } else { "" },
+        parent_origin: parent.as_deref().unwrap_or(""),
+        culture,
+        amount: &amount,
+        currency: &currency,
+        description: &description,
+        merchant: &merchant,
+        status: &status,
+        mode: q.mode.as_deref().unwrap_or("full"),
+        error: error.unwrap_or(""),
+    });
     page(html, &ancestors)
 }
 
@@ -167,9 +175,7 @@ pub async fn frame(State(state): State<Arc<AppState>>, Query(q): Query<FrameQuer
 #[utoipa::path(get, path = "/widget/challenge-return", tag = "Widget", description = "Where a provider's 3-D Secure page returns to, inside the card frame.", responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
 pub async fn challenge_return() -> Response {
     page(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>SmartPay</title></head><body>\
-         <p>…</p><script src=\"/widget/challenge-return.js\"></script></body></html>"
-            .to_owned(),
+        widget::render_challenge_return(),
         // It sits inside the card frame inside the merchant's page, and only tells the frame
         // (same origin) that the challenge is over: any ancestor may hold it.
         "*",
@@ -202,20 +208,27 @@ fn no_store(v: impl serde::Serialize) -> Response {
 pub async fn submit(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody,
+    req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    same_origin(&state, &headers)?;
-    let token = token_of(&headers)?;
-    let missing = |name: &str| ApiError::invalid(Problem::new("missing_property").at(format!("card.{name}")));
-    let input = CardInput {
-        number: text_field(&body, "number").ok_or_else(|| missing("number"))?,
-        expiry: text_field(&body, "expiry").ok_or_else(|| missing("expiry"))?,
-        cvc: text_field(&body, "cvc").ok_or_else(|| missing("cvc"))?,
-        holder_name: text_field(&body, "holderName"),
-    };
-    let answer = engine::submit_card(&state, &token, input, &peer.ip().to_string()).await?;
-    Ok(no_store(answer))
+    // Origin and token first: an unauthenticated request is refused before its body is read.
+    same_origin(&state, req.headers())?;
+    let token = token_of(req.headers())?;
+    engine::checkout_for_token(&state, &token).await?;
+    let client_ip = state.client_ip(peer.ip(), req.headers()).to_string();
+    let JsonBody(body) = JsonBody::from_request(req, &state).await?;
+    let input = card_input(&body)?;
+    Ok(no_store(engine::submit_card(&state, &token, input, &client_ip).await?))
+}
+
+/// The card fields of the frame's submission.
+fn card_input(body: &smartpay_domain::json::Value) -> Result<CardInput, ApiError> {
+    let missing = |name: &str| ApiError::invalid(Problem::new(ErrorCode::MissingProperty).at(format!("card.{name}")));
+    Ok(CardInput {
+        number: text_field(body, "number").ok_or_else(|| missing("number"))?,
+        expiry: text_field(body, "expiry").ok_or_else(|| missing("expiry"))?,
+        cvc: text_field(body, "cvc").ok_or_else(|| missing("cvc"))?,
+        holder_name: text_field(body, "holderName"),
+    })
 }
 
 /// `POST /widget/api/payments/complete`: after the 3-D Secure challenge.
@@ -249,11 +262,13 @@ pub async fn hosted(
             && !u.contains(char::is_whitespace)
             && widget::origin_of_url(u).is_some_and(|o| allowed.contains(&o))
     });
-    let html = widget::HOSTED_HTML
-        .replace("{{token}}", &escape(if known { &token } else { "" }))
-        .replace("{{returnUrl}}", &escape(return_url.as_deref().unwrap_or("")))
-        .replace("{{culture}}", culture_of(q.culture.as_deref(), None))
-        .replace("{{origin}}", &escape(widget::normalize_origin(state.public_base()).as_deref().unwrap_or("")));
+    let own_origin = widget::normalize_origin(state.public_base());
+    let html = widget::render_hosted(&widget::HostedView {
+        token: if known { &token } else { "" },
+        return_url: return_url.as_deref().unwrap_or(""),
+        culture: culture_of(q.culture.as_deref(), None),
+        origin: own_origin.as_deref().unwrap_or(""),
+    });
     let mut r = page(html, "'none'");
     if !known {
         *r.status_mut() = StatusCode::NOT_FOUND;
@@ -264,67 +279,110 @@ pub async fn hosted(
 /// `/demo`: a merchant page for newcomers (sandbox only).
 #[utoipa::path(get, path = "/demo", tag = "Demo", description = "A merchant page for newcomers (sandbox only).", responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
 pub async fn demo(State(state): State<Arc<AppState>>) -> Response {
-    if !state.config.sandbox_enabled() {
-        return ApiError::NotFound.into_response();
+    if let Err(e) = demo_enabled(&state) {
+        return e.into_response();
     }
-    let html = widget::DEMO_HTML.replace("{{integrity}}", widget::loader_integrity());
+    let html = widget::render_demo(&widget::DemoView { integrity: widget::loader_integrity() });
     page(html, "'none'")
 }
 
-#[derive(Deserialize)]
+/// The demo's order form.
 pub struct DemoCheckout {
     amount: Option<String>,
     currency: Option<String>,
     culture: Option<String>,
 }
 
+/// The demo exists only in sandbox mode (never in production, even with the sandbox acquirer).
+fn demo_enabled(state: &AppState) -> Result<(), ApiError> {
+    if state.config.mode == crate::config::Mode::Sandbox && state.config.sandbox_enabled() {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// The demo's session for one of its checkouts: an HMAC of the transaction id, which the demo
+/// page must show to read that checkout's status (and nobody else's).
+fn demo_session(state: &AppState, transaction_id: &str) -> String {
+    state.secrets.token_digest(&format!("demo-session\0{transaction_id}")).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The demo's order form, checked field by field into a Create Checkout body.
+fn demo_body(merchant_key: &str, req: &DemoCheckout) -> Result<smartpay_domain::json::Value, ApiError> {
+    let bad = |field: &str, rule: &str| {
+        ApiError::invalid(
+            Problem::new(ErrorCode::InvalidFormat)
+                .at(field)
+                .with("format", smartpay_domain::violation::Fact::Text(rule.into())),
+        )
+    };
+    let amount = req.amount.as_deref().unwrap_or("10.99");
+    let (whole, fraction) = amount.split_once('.').unwrap_or((amount, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || whole.len() > 7 || fraction.len() > 3 || !digits(whole) || !digits(fraction) {
+        return Err(bad("amount", "a decimal amount such as 10.99"));
+    }
+    let amount: serde_json::Number = amount.parse().map_err(|_| bad("amount", "a decimal amount such as 10.99"))?;
+    let currency = req.currency.as_deref().unwrap_or("EUR");
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(bad("currency", "an ISO 4217 code such as EUR"));
+    }
+    let culture = match req.culture.as_deref() {
+        Some("de-DE") => "de-DE",
+        _ => "en-US",
+    };
+    let body = serde_json::json!({
+        "merchantKey": merchant_key,
+        "payment": {"amount": amount, "currencyCode": currency, "description": "SmartPay demo order"},
+        "consumer": {"firstName": "Demo", "lastName": "Shopper", "emailAddress": "shopper@example.com", "culture": culture},
+        "billingAddress": {"addressLine1": "Leopoldstrasse", "number": "244", "city": "Munich", "postCode": "80807", "countryCode": "DE"}
+    });
+    // The same validation as a merchant's request (currency exponent, bounds) follows.
+    let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    smartpay_domain::json::parse(&bytes).map_err(ApiError::MalformedJson)
+}
+
+fn demo_principal(merchant_id: String) -> crate::auth::Principal {
+    crate::auth::Principal { merchant_id, credential_id: "demo".into(), scheme: crate::auth::Scheme::Basic }
+}
+
 /// The demo shop's "server": creates a checkout for the sandbox merchant.
-#[utoipa::path(post, path = "/demo/api/checkouts", tag = "Demo", description = "The demo shop's server: creates a checkout for the sandbox merchant (same origin, sandbox only).", request_body(content = Object, description = "`{\"amount\"?, \"currency\"?, \"culture\"?}`", content_type = "application/json"), responses((status = 200, description = "As Create Checkout", body = smartpay_api_types::CreateCheckoutResponse)))]
+#[utoipa::path(post, path = "/demo/api/checkouts", tag = "Demo", description = "The demo shop's server: creates a checkout for the sandbox merchant (sandbox mode only). The answer adds `demoSession`, which reads this checkout's status.", request_body(content = Object, description = "`{\"amount\"?, \"currency\"?, \"culture\"?}`", content_type = "application/json"), responses((status = 200, description = "As Create Checkout, plus `demoSession`", body = smartpay_api_types::CreateCheckoutResponse), (status = 400, description = "Invalid amount or currency", body = smartpay_api_types::ErrorBody), (status = 403, description = "Not called from SmartPay's own origin", body = smartpay_api_types::ErrorBody), (status = 404, description = "Not in sandbox mode", body = smartpay_api_types::ErrorBody)))]
 pub async fn demo_checkout(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Json(req): Json<DemoCheckout>,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    if !state.config.sandbox_enabled() {
-        return Err(ApiError::NotFound);
-    }
+    demo_enabled(&state)?;
     same_origin(&state, &headers)?;
+    let text = |name: &str| body.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    let req = DemoCheckout { amount: text("amount"), currency: text("currency"), culture: text("culture") };
     let merchant = state.store.merchants().await?.into_iter().next().ok_or(ApiError::NotFound)?;
-    let amount = req.amount.unwrap_or_else(|| "10.99".into());
-    let currency = req.currency.unwrap_or_else(|| "EUR".into());
-    let culture = req.culture.filter(|c| c == "de-DE" || c == "en-US").unwrap_or_else(|| "en-US".into());
-    // The body goes through the same validation as a merchant's: amounts stay exact text.
-    let body = format!(
-        r#"{{"merchantKey":{mk},"payment":{{"amount":{amount},"currencyCode":{cur},"description":"SmartPay demo order"}},
-            "consumer":{{"firstName":"Demo","lastName":"Shopper","emailAddress":"shopper@example.com","culture":"{culture}"}},
-            "billingAddress":{{"addressLine1":"Leopoldstrasse","number":"244","city":"Munich","postCode":"80807","countryCode":"DE"}}}}"#,
-        mk = serde_json::Value::from(merchant.id.clone()),
-        cur = serde_json::Value::from(currency),
-    );
-    let value = smartpay_domain::json::parse(body.as_bytes()).map_err(ApiError::MalformedJson)?;
-    let who = crate::auth::Principal {
-        merchant_id: merchant.id.clone(),
-        credential_id: "demo".into(),
-        scheme: crate::auth::Scheme::Basic,
-    };
-    let answer = crate::checkout::create(&state, &who, &value, None, None).await?;
-    let mut r = (StatusCode::OK, answer.body).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(r)
+    let value = demo_body(&merchant.id, &req)?;
+    let answer = crate::checkout::create(&state, &demo_principal(merchant.id), &value, None, None).await?;
+    let mut created: serde_json::Value =
+        serde_json::from_slice(&answer.body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let id = created.get("transactionId").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    if let Some(obj) = created.as_object_mut() {
+        obj.insert("demoSession".into(), demo_session(&state, &id).into());
+    }
+    Ok(no_store(created))
 }
 
 /// The demo shop's "server" asks Get Payment Status, as the integration guide's step 5.
-#[utoipa::path(get, path = "/demo/api/status/{transactionId}", tag = "Demo", description = "The demo shop's server asks Get Payment Status (sandbox only).", params(("transactionId" = String, Path, description = "The transactionId")), responses((status = 200, description = "As Get Payment Status", body = smartpay_api_types::PaymentStatusResponse)))]
-pub async fn demo_status(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    if !state.config.sandbox_enabled() {
+#[utoipa::path(get, path = "/demo/api/status/{transactionId}", tag = "Demo", description = "The demo shop's server asks Get Payment Status (sandbox mode only), for a checkout the demo created.", params(("transactionId" = String, Path, description = "The transactionId"), ("X-Demo-Session" = String, Header, description = "The `demoSession` the checkout was created with")), responses((status = 200, description = "As Get Payment Status", body = smartpay_api_types::PaymentStatusResponse), (status = 404, description = "Not a checkout of this demo session, or not in sandbox mode", body = smartpay_api_types::ErrorBody)))]
+pub async fn demo_status(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    demo_enabled(&state)?;
+    // Only the checkouts the demo created, to the page that created them.
+    let shown = headers.get("x-demo-session").map(|v| v.as_bytes()).unwrap_or_default();
+    if !crate::secrets::digests_equal(shown, demo_session(&state, &id).as_bytes()) {
         return Err(ApiError::NotFound);
     }
     let merchant = state.store.merchants().await?.into_iter().next().ok_or(ApiError::NotFound)?;
-    let who = crate::auth::Principal {
-        merchant_id: merchant.id,
-        credential_id: "demo".into(),
-        scheme: crate::auth::Scheme::Basic,
-    };
-    Ok(no_store(crate::checkout::status(&state, &who, &id).await?))
+    Ok(no_store(crate::checkout::status(&state, &demo_principal(merchant.id), &id).await?))
 }

@@ -6,6 +6,7 @@
 
 mod auth;
 mod checkout;
+mod edge;
 mod idempotency;
 mod ops;
 mod payments;
@@ -52,6 +53,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with_clock(tweak, Arc::new(smartpay_domain::time::SystemClock)).await
+}
+
+/// A server whose time comes from `clock` (tests move a `ManualClock` instead of sleeping).
+pub async fn spawn_app_with_clock(
+    tweak: impl FnOnce(&mut Config),
+    clock: Arc<dyn smartpay_domain::time::Clock>,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -61,13 +70,15 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         bootstrap_sandbox_merchant: false,
         // Tests authenticate wrongly on purpose, many times: the brute-force limit has its own test.
         auth_failures_per_minute: 100_000,
+        auth_failures_per_address_per_minute: 100_000,
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
         ..Config::default()
     };
     tweak(&mut config);
     let (store, secrets) = smartpay_server::open_store(&config).unwrap();
     let a = provision::create_merchant(store.as_ref(), &secrets, "Shop A").await.unwrap();
     let b = provision::create_merchant(store.as_ref(), &secrets, "Shop B").await.unwrap();
-    let state = AppState::new(config, store, secrets).await.unwrap();
+    let state = AppState::with_clock(config, store, secrets, clock).await.unwrap();
     let running = smartpay_server::start(state).await.unwrap();
     TestApp {
         base: format!("http://{}", running.local_addr),
@@ -86,6 +97,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A URL on the operators' listener (`/metrics`).
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.as_ref().unwrap().admin_addr.unwrap())
     }
 
     pub fn basic(&self, c: &Creds) -> String {

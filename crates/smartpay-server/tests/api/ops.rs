@@ -19,7 +19,9 @@ async fn metrics_count_requests_by_route_template_without_ids() {
     let created = app.create(&app.merchant).await;
     let id = created["transactionId"].as_str().unwrap();
     assert_eq!(app.status(&app.basic(&app.merchant), id).await.status(), 200);
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let public = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404, "metrics are served only on the operators' listener");
+    let text = app.client.get(app.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(
         text.contains("smartpay_http_requests_total{method=\"POST\",route=\"/payment/creation\",status=\"200\"} 1"),
         "{text}"
@@ -69,34 +71,60 @@ async fn the_openapi_document_and_docs_page_are_served_offline() {
     assert!(js.contains("/openapi.json"), "{js}");
 }
 
-#[tokio::test]
-async fn shutdown_lets_in_flight_requests_finish() {
-    let mut app = spawn_app().await;
-    let client = app.client.clone();
-    let url = app.url("/payment/creation");
-    let auth = app.basic(&app.merchant);
-    let body = app.body(&app.merchant).to_string();
-    let inflight: Vec<_> = (0..20)
-        .map(|_| {
-            let (client, url, auth, body) = (client.clone(), url.clone(), auth.clone(), body.clone());
-            tokio::spawn(async move {
-                client
-                    .post(url)
-                    .header("Authorization", auth)
-                    .header("Content-Type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-            })
-        })
-        .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    app.running.take().unwrap().shutdown().await.unwrap();
-    for t in inflight {
-        // A request either completed, or was never accepted; none is cut off mid-way.
-        if let Ok(status) = t.await.unwrap() {
-            assert_eq!(status, 200);
+/// Reads from `conn` until `end` has arrived (or the peer closes), within five seconds.
+async fn read_until(conn: &mut tokio::net::TcpStream, end: &[u8]) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        while !got.windows(end.len()).any(|w| w == end) {
+            let n = conn.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&chunk[..n]);
         }
-    }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), read).await.expect("the server answered in time");
+    String::from_utf8(got).unwrap()
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_request_in_flight_finish_and_refuses_new_connections() {
+    use tokio::io::AsyncWriteExt;
+    let mut app = spawn_app().await;
+    let addr = app.running.as_ref().unwrap().local_addr;
+    let body = app.body(&app.merchant).to_string();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /payment/creation HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        app.basic(&app.merchant),
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // The server sends 100 Continue only when the handler starts reading the body: from here on
+    // the request is in flight, and it cannot finish before the body below is sent.
+    let interim = read_until(&mut conn, b"\r\n\r\n").await;
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
+
+    let shutdown = tokio::spawn(app.running.take().unwrap().shutdown());
+    // Shutdown has begun once the listener is closed.
+    let refused = async {
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), refused).await.expect("new connections are refused");
+    assert!(!shutdown.is_finished(), "shutdown waits for the request in flight");
+
+    conn.write_all(body.as_bytes()).await.unwrap();
+    let response = read_until(&mut conn, b"\"transactionId\"").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    tokio::time::timeout(std::time::Duration::from_secs(5), shutdown)
+        .await
+        .expect("shutdown ends once the request is answered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(super::idempotency::stored_checkouts(&app), 1, "the request's checkout was stored");
 }

@@ -478,6 +478,28 @@ impl Store for SqliteStore {
         self.write_one("UPDATE merchants SET identity_jwks = ?1 WHERE id = ?2", args, Epoch::Bump)
     }
 
+    fn identity_issuer(&self, id: &str) -> StoreFuture<'_, Option<IdentityIssuer>> {
+        ready(self.read(|c| {
+            c.query_row(
+                "SELECT identity_jwks, identity_issuer, identity_audience FROM merchants WHERE id = ?1",
+                [id],
+                |r| Ok(IdentityIssuer { jwks: r.get(0)?, issuer: r.get(1)?, audience: r.get(2)? }),
+            )
+            .optional()
+            .map_err(map_err)
+        }))
+    }
+
+    fn set_identity_issuer(&self, id: &str, issuer: IdentityIssuer) -> StoreFuture<'_, ()> {
+        let text = |v: Option<String>| v.map_or(Value::Null, Value::from);
+        let args = vec![text(issuer.jwks), text(issuer.issuer), text(issuer.audience), Value::from(id.to_owned())];
+        self.write_one(
+            "UPDATE merchants SET identity_jwks = ?1, identity_issuer = ?2, identity_audience = ?3 WHERE id = ?4",
+            args,
+            Epoch::Bump,
+        )
+    }
+
     fn add_credential(&self, cr: Credential) -> StoreFuture<'_, ()> {
         boxed(self.write(move |c| {
             c.execute(

@@ -195,6 +195,28 @@ async fn revoking_bumps_the_auth_epoch_and_hides_the_credential() {
 }
 
 #[tokio::test]
+async fn identity_issuer_settings_are_replaced_together_and_bump_the_auth_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    merchant(&store, "m1").await;
+    assert_eq!(store.identity_issuer("m1").await.unwrap(), Some(IdentityIssuer::default()));
+    assert_eq!(store.identity_issuer("nobody").await.unwrap(), None);
+    let before = store.auth_epoch().await.unwrap();
+    let registered = IdentityIssuer {
+        jwks: Some(r#"{"keys":[]}"#.into()),
+        issuer: Some("https://id.shop.example".into()),
+        audience: Some("smartpay".into()),
+    };
+    store.set_identity_issuer("m1", registered.clone()).await.unwrap();
+    assert!(store.auth_epoch().await.unwrap() > before);
+    assert_eq!(store.identity_issuer("m1").await.unwrap(), Some(registered));
+    assert_eq!(store.merchant("m1").await.unwrap().unwrap().identity_jwks.as_deref(), Some(r#"{"keys":[]}"#));
+    store.set_identity_issuer("m1", IdentityIssuer::default()).await.unwrap();
+    assert_eq!(store.identity_issuer("m1").await.unwrap(), Some(IdentityIssuer::default()));
+    assert!(matches!(store.set_identity_issuer("nobody", IdentityIssuer::default()).await, Err(StoreError::NotFound)));
+}
+
+#[tokio::test]
 async fn the_database_refuses_statuses_outside_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);

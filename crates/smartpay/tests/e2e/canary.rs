@@ -106,7 +106,9 @@ fn secrets_and_tokens_never_reach_logs_or_the_database() {
         assert_eq!(status, 200);
         let token = serde_json::from_str::<Value>(&text).unwrap()["checkoutToken"].as_str().unwrap().to_owned();
         canaries.push(("checkoutToken".into(), token.clone()));
-        let card = serde_json::json!({"number": number, "expiry": "12/34", "cvc": cvc, "holderName": "Canary Holder"})
+        let (year, month, _) = smartpay_domain::Millis::now().date();
+        let expiry = format!("{month:02}/{:02}", (year + 3) % 100);
+        let card = serde_json::json!({"number": number, "expiry": expiry, "cvc": cvc, "holderName": "Canary Holder"})
             .to_string();
         let (status, answer) =
             http(b, "POST", "/widget/api/payments", &[("Origin", b), ("X-Checkout-Token", &token)], Some(&card));
