@@ -122,7 +122,7 @@ before(async () => {
   merchant = JSON.parse(cli('merchant', 'create', '--name', 'Browser shop', '--json'));
   cli('merchant', 'origins', 'add', merchant.merchantKey, SHOP);
   server = spawn(BIN, ['--data-dir', DATA, 'serve', '--listen', `127.0.0.2:${spPort}`], {
-    env: { ...process.env, SMARTPAY_SANDBOX_PENDING_DELAY_MS: '60000', SMARTPAY_LOG_LEVEL: 'warn', SMARTPAY_BOOTSTRAP_SANDBOX_MERCHANT: 'false' },
+    env: { ...process.env, SMARTPAY_SANDBOX_PENDING_DELAY_MS: '60000', SMARTPAY_LOG_LEVEL: 'warn', SMARTPAY_BOOTSTRAP_SANDBOX_MERCHANT: 'false', SMARTPAY_ADMIN_LISTEN: '127.0.0.1:0' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   for (let i = 0; i < 200; i++) {

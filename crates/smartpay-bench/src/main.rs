@@ -369,6 +369,7 @@ async fn main() -> anyhow::Result<()> {
     let key = m["merchantKey"].as_str().unwrap_or_default().to_owned();
     let port = free_port()?;
     let listen = format!("127.0.0.1:{port}");
+    let admin = format!("127.0.0.1:{}", free_port()?);
     let mut server = spawn(
         &args.server_cpus,
         &args.smartpay_bin,
@@ -378,6 +379,7 @@ async fn main() -> anyhow::Result<()> {
             ("SMARTPAY_LOG_LEVEL", "warn"),
             ("SMARTPAY_IP_SUBMITS_PER_MINUTE", "100000000"),
             ("SMARTPAY_MERCHANT_SUBMITS_PER_MINUTE", "100000000"),
+            ("SMARTPAY_ADMIN_LISTEN", &admin),
         ],
     )?;
     wait_port(port).await?;
@@ -408,7 +410,7 @@ async fn main() -> anyhow::Result<()> {
     drive(&base, Phase::Create, &auths, &b, &[], &warm).await?;
     eprintln!("SmartPay: Create Checkout for {} s with {} clients…", args.duration, args.concurrency);
     let sp_create = drive(&base, Phase::Create, &auths, &b, &[], &args).await?;
-    let metrics = client.get(format!("{base}/metrics")).send().await?.text().await?;
+    let metrics = client.get(format!("http://{admin}/metrics")).send().await?.text().await?;
     let metric = |name: &str| -> f64 {
         metrics.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
     };

@@ -130,6 +130,22 @@ pub fn fields_schema(fields: &[Field]) -> Value {
     })
 }
 
+/// The token endpoint's form (RFC 6749 §4.4.2). Unknown parameters are ignored (§3.2); `scope`
+/// must be blank, since no scopes are defined (the pattern is Rust's `char::is_whitespace`).
+fn token_form_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["grant_type"],
+        "properties": {
+            "grant_type": {"type": "string", "enum": ["client_credentials"]},
+            "client_id": {"type": "string", "description": "With client_secret; or send both in an Authorization: Basic header instead."},
+            "client_secret": {"type": "string"},
+            "scope": {"type": "string", "pattern": "^[\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$", "description": "No scopes are defined: absent or blank."}
+        },
+        "additionalProperties": {"type": "string"}
+    })
+}
+
 /// The whole document, built once.
 pub fn document() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
@@ -145,6 +161,8 @@ pub fn document() -> &'static Value {
         doc["components"]["schemas"]["CreateCheckoutRequest"] = request;
         doc["paths"]["/payment/creation"]["post"]["requestBody"]["content"]["application/json"]["schema"] =
             json!({"$ref": "#/components/schemas/CreateCheckoutRequest"});
+        doc["paths"]["/oauth2/token"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"] =
+            token_form_schema();
         doc
     })
 }
