@@ -6,6 +6,7 @@ pub mod auth;
 pub mod checkout;
 pub mod client_addr;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod files;

@@ -129,11 +129,7 @@ impl Metrics {
                 "Connections refused because max_connections were open.",
                 &c.connections_refused,
             ),
-            (
-                "smartpay_auth_lockouts_total",
-                "Requests refused by the brute-force lockout (429).",
-                &c.auth_lockouts,
-            ),
+            ("smartpay_auth_lockouts_total", "Requests refused by the brute-force lockout (429).", &c.auth_lockouts),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
         }

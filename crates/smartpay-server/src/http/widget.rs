@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::extract::JsonBody;
 use crate::app::AppState;
+use crate::demo;
 use crate::engine::{self, CardInput};
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::widget::{self, Asset};
@@ -279,72 +280,11 @@ pub async fn hosted(
 /// `/demo`: a merchant page for newcomers (sandbox only).
 #[utoipa::path(get, path = "/demo", tag = "Demo", description = "A merchant page for newcomers (sandbox only).", responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
 pub async fn demo(State(state): State<Arc<AppState>>) -> Response {
-    if let Err(e) = demo_enabled(&state) {
+    if let Err(e) = demo::enabled(&state) {
         return e.into_response();
     }
     let html = widget::render_demo(&widget::DemoView { integrity: widget::loader_integrity() });
     page(html, "'none'")
-}
-
-/// The demo's order form.
-pub struct DemoCheckout {
-    amount: Option<String>,
-    currency: Option<String>,
-    culture: Option<String>,
-}
-
-/// The demo exists only in sandbox mode (never in production, even with the sandbox acquirer).
-fn demo_enabled(state: &AppState) -> Result<(), ApiError> {
-    if state.config.mode == crate::config::Mode::Sandbox && state.config.sandbox_enabled() {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound)
-    }
-}
-
-/// The demo's session for one of its checkouts: an HMAC of the transaction id, which the demo
-/// page must show to read that checkout's status (and nobody else's).
-fn demo_session(state: &AppState, transaction_id: &str) -> String {
-    state.secrets.token_digest(&format!("demo-session\0{transaction_id}")).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The demo's order form, checked field by field into a Create Checkout body.
-fn demo_body(merchant_key: &str, req: &DemoCheckout) -> Result<smartpay_domain::json::Value, ApiError> {
-    let bad = |field: &str, rule: &str| {
-        ApiError::invalid(
-            Problem::new(ErrorCode::InvalidFormat)
-                .at(field)
-                .with("format", smartpay_domain::violation::Fact::Text(rule.into())),
-        )
-    };
-    let amount = req.amount.as_deref().unwrap_or("10.99");
-    let (whole, fraction) = amount.split_once('.').unwrap_or((amount, ""));
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() || whole.len() > 7 || fraction.len() > 3 || !digits(whole) || !digits(fraction) {
-        return Err(bad("amount", "a decimal amount such as 10.99"));
-    }
-    let amount: serde_json::Number = amount.parse().map_err(|_| bad("amount", "a decimal amount such as 10.99"))?;
-    let currency = req.currency.as_deref().unwrap_or("EUR");
-    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(bad("currency", "an ISO 4217 code such as EUR"));
-    }
-    let culture = match req.culture.as_deref() {
-        Some("de-DE") => "de-DE",
-        _ => "en-US",
-    };
-    let body = serde_json::json!({
-        "merchantKey": merchant_key,
-        "payment": {"amount": amount, "currencyCode": currency, "description": "SmartPay demo order"},
-        "consumer": {"firstName": "Demo", "lastName": "Shopper", "emailAddress": "shopper@example.com", "culture": culture},
-        "billingAddress": {"addressLine1": "Leopoldstrasse", "number": "244", "city": "Munich", "postCode": "80807", "countryCode": "DE"}
-    });
-    // The same validation as a merchant's request (currency exponent, bounds) follows.
-    let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    smartpay_domain::json::parse(&bytes).map_err(ApiError::MalformedJson)
-}
-
-fn demo_principal(merchant_id: String) -> crate::auth::Principal {
-    crate::auth::Principal { merchant_id, credential_id: "demo".into(), scheme: crate::auth::Scheme::Basic }
 }
 
 /// The demo shop's "server": creates a checkout for the sandbox merchant.
@@ -354,20 +294,11 @@ pub async fn demo_checkout(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    demo_enabled(&state)?;
+    demo::enabled(&state)?;
     same_origin(&state, &headers)?;
     let text = |name: &str| body.get(name).and_then(|v| v.as_str()).map(str::to_owned);
-    let req = DemoCheckout { amount: text("amount"), currency: text("currency"), culture: text("culture") };
-    let merchant = state.store.merchants().await?.into_iter().next().ok_or(ApiError::NotFound)?;
-    let value = demo_body(&merchant.id, &req)?;
-    let answer = crate::checkout::create(&state, &demo_principal(merchant.id), &value, None, None).await?;
-    let mut created: serde_json::Value =
-        serde_json::from_slice(&answer.body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let id = created.get("transactionId").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-    if let Some(obj) = created.as_object_mut() {
-        obj.insert("demoSession".into(), demo_session(&state, &id).into());
-    }
-    Ok(no_store(created))
+    let order = demo::Order { amount: text("amount"), currency: text("currency"), culture: text("culture") };
+    Ok(no_store(demo::create_checkout(&state, &order).await?))
 }
 
 /// The demo shop's "server" asks Get Payment Status, as the integration guide's step 5.
@@ -377,12 +308,6 @@ pub async fn demo_status(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    demo_enabled(&state)?;
-    // Only the checkouts the demo created, to the page that created them.
-    let shown = headers.get("x-demo-session").map(|v| v.as_bytes()).unwrap_or_default();
-    if !crate::secrets::digests_equal(shown, demo_session(&state, &id).as_bytes()) {
-        return Err(ApiError::NotFound);
-    }
-    let merchant = state.store.merchants().await?.into_iter().next().ok_or(ApiError::NotFound)?;
-    Ok(no_store(crate::checkout::status(&state, &demo_principal(merchant.id), &id).await?))
+    let session = headers.get("x-demo-session").map(|v| v.as_bytes()).unwrap_or_default();
+    Ok(no_store(demo::status(&state, &id, session).await?))
 }

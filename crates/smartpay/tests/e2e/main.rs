@@ -4,6 +4,7 @@
 // Test helpers fail loudly: unwrap and panic are the point here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod adversarial;
 mod canary;
 mod cli;
 mod crash;
