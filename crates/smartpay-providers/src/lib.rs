@@ -49,6 +49,10 @@ pub struct AuthorizeRequest {
     /// Where the provider's 3-D Secure challenge page should return to. The sandbox acquirer
     /// ignores it: its challenges return only to the page it was configured with.
     pub return_url: Option<String>,
+    /// Origins of the pages the challenge page will be shown inside (the merchant's shop, which
+    /// holds SmartPay's card frame): CSP `frame-ancestors` checks every ancestor, not only the
+    /// frame the challenge sits in.
+    pub frame_ancestors: Vec<String>,
 }
 
 /// Why a provider declined. `code` is the MOD1 `errorDetails` code the merchant's server sees.

@@ -83,6 +83,7 @@ fn request(id: &str, number: &str) -> AuthorizeRequest {
         currency: "EUR".into(),
         card: card(number, cvc),
         return_url: None,
+        frame_ancestors: Vec::new(),
     }
 }
 
@@ -235,6 +236,8 @@ async fn the_challenge_page_approves_or_fails_and_returns_only_to_smartpays_page
         let mut req = request(&format!("pay-3ds-{decision}"), "4000000000003220");
         // An attacker's return address is neither stored nor followed.
         req.return_url = Some("https://evil.example/steal".into());
+        // The merchant's shop holds SmartPay's frame, which holds the challenge.
+        req.frame_ancestors = vec!["https://shop.example".into()];
         let AuthorizeOutcome::ChallengeRequired { reference, url } = sb.p.authorize(req).await.unwrap() else {
             panic!()
         };
@@ -244,7 +247,10 @@ async fn the_challenge_page_approves_or_fails_and_returns_only_to_smartpays_page
         assert_eq!(page.status(), 200);
         let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
         assert!(csp.contains("default-src 'none'"), "{csp}");
-        assert!(csp.contains(&format!("frame-ancestors {}", sb.public)), "only SmartPay may frame it: {csp}");
+        assert!(
+            csp.ends_with(&format!("frame-ancestors {} https://shop.example", sb.public)),
+            "only SmartPay inside the merchant's page may frame it: {csp}"
+        );
         let html = page.text().await.unwrap();
         assert!(html.contains("10.99 EUR") && html.contains("Approve"), "{html}");
         let r = http
@@ -514,4 +520,20 @@ async fn shutdown_closes_the_api_listener() {
     let addr = sb.acq.api_addr;
     sb.acq.shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn an_authorization_naming_anything_but_origins_as_frame_ancestors_is_refused() {
+    let sb = setup().await;
+    for bad in [
+        "https://shop.example/path",
+        "javascript:alert(1)",
+        "https://a.example 'unsafe-inline'",
+        "https://a.example;script-src *",
+    ] {
+        let mut req = request(&format!("pay-anc-{}", bad.len()), "4000000000003220");
+        req.frame_ancestors = vec![bad.into()];
+        let outcome = sb.p.authorize(req).await;
+        assert!(!matches!(outcome, Ok(AuthorizeOutcome::ChallengeRequired { .. })), "{bad}: {outcome:?}");
+    }
 }

@@ -82,6 +82,7 @@ impl AppState {
             config.issuer(),
             i64::try_from(config.token_ttl_seconds).unwrap_or(3600),
             i64::try_from(config.token_leeway_seconds).unwrap_or(30),
+            clock.clone(),
         )
         .await?;
         Ok(Arc::new(AppState {

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use p256::ecdsa::VerifyingKey;
 use smartpay_domain::Millis;
+use smartpay_domain::time::Clock;
 use smartpay_store::{Credential, CredentialKind, SigningKey, Store, StoreError};
 
 use crate::secrets::{ServerKeys, digests_equal, sha256};
@@ -83,6 +84,8 @@ struct TokenHit {
 
 /// Checks credentials and issues access tokens.
 pub struct Authenticator {
+    /// Token times and key retirement are read from it.
+    clock: Arc<dyn Clock>,
     store: Arc<dyn Store>,
     secrets: Arc<ServerKeys>,
     issuer: String,
@@ -116,8 +119,10 @@ impl Authenticator {
         issuer: String,
         token_ttl: i64,
         leeway: i64,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, StoreError> {
         let a = Authenticator {
+            clock,
             store,
             secrets,
             issuer,
@@ -146,7 +151,7 @@ impl Authenticator {
             return Ok(false);
         }
         let records = self.store.signing_keys().await?;
-        let keys = self.load_keys(&records, Millis::now());
+        let keys = self.load_keys(&records, self.clock.now());
         if let Ok(mut k) = self.keys.write() {
             *k = keys;
         }
@@ -288,7 +293,7 @@ impl Authenticator {
             });
         }
         let token = std::str::from_utf8(token).map_err(|_| AuthError::Malformed("bearer token syntax"))?;
-        let now = Millis::now().0 / 1000;
+        let now = self.clock.now().0 / 1000;
         let cache_key = sha256(&[b"bearer\0", token.as_bytes()]);
         let hit = self.token_cache.lock().ok().and_then(|m| m.get(&cache_key).cloned());
         let hit = match hit {
@@ -320,12 +325,7 @@ impl Authenticator {
         if jwt::str_claim(c, "iss").map_err(t)? != self.issuer {
             return Err(t(TokenError::Claim("iss")));
         }
-        let aud_ok = match c.get("aud") {
-            Some(smartpay_domain::json::Value::String(a)) => a == jwt::AUDIENCE,
-            Some(smartpay_domain::json::Value::Array(items)) => items.iter().any(|a| a.as_str() == Some(jwt::AUDIENCE)),
-            _ => false,
-        };
-        if !aud_ok {
+        if !jwt::audience_contains(c, jwt::AUDIENCE) {
             return Err(t(TokenError::Claim("aud")));
         }
         let sub = jwt::str_claim(c, "sub").map_err(t)?;
@@ -369,7 +369,7 @@ impl Authenticator {
         if !verifier.has_keys() {
             return Ok(None);
         }
-        let sub = verifier.subject(token, Millis::now().0 / 1000, self.leeway).map_err(AuthError::Token)?;
+        let sub = verifier.subject(token, self.clock.now().0 / 1000, self.leeway).map_err(AuthError::Token)?;
         Ok(Some(sub))
     }
 
@@ -383,7 +383,7 @@ impl Authenticator {
         let known = sha256(&[b"client\0", client_id.as_bytes(), b"\0", client_secret.as_bytes()]);
         insert_bounded(&self.known_clients, known, ());
         let signing = self.keys.read().ok().and_then(|k| k.signing.clone()).ok_or(ClientAuthError::NoSigningKey)?;
-        let now = Millis::now().0 / 1000;
+        let now = self.clock.now().0 / 1000;
         let claims = jwt::access_claims(&self.issuer, client_id, &client.merchant_id, now, self.token_ttl)
             .map_err(|_| ClientAuthError::NoSigningKey)?;
         Ok(signing.sign(&claims))

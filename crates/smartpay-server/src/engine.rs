@@ -145,6 +145,8 @@ pub async fn submit_card(
         return Err(ApiError::InvalidState { status: now.status });
     }
     let return_url = format!("{}/widget/challenge-return", state.public_base());
+    // The challenge page is shown in the card frame inside the merchant's page.
+    let frame_ancestors = crate::widget::allowed_origins(state, &payment.merchant_id).await?;
     let outcome = provider
         .authorize(AuthorizeRequest {
             payment_id: payment.id.clone(),
@@ -152,6 +154,7 @@ pub async fn submit_card(
             currency: payment.currency.clone(),
             card,
             return_url: Some(return_url),
+            frame_ancestors,
         })
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;

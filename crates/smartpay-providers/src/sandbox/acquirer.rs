@@ -294,6 +294,15 @@ fn valid_currency(c: &str) -> bool {
     c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())
 }
 
+/// Most origins an authorization may name as its challenge page's ancestors.
+const MAX_FRAME_ANCESTORS: usize = 16;
+
+/// `scheme://host[:port]` of http(s), exactly as serialized (so it is safe inside a CSP).
+fn is_origin(o: &str) -> bool {
+    o.len() <= 200
+        && Url::parse(o).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.origin().ascii_serialization() == o)
+}
+
 /// Checks every field of an authorization request; `Err` is the error code.
 fn check(req: &wire::AuthorizationRequest) -> Result<Behaviour, &'static str> {
     if req.pan.len() > 32 {
@@ -314,6 +323,9 @@ fn check(req: &wire::AuthorizationRequest) -> Result<Behaviour, &'static str> {
     }
     if req.holder.as_ref().is_some_and(|h| h.len() > MAX_KEY_LEN) {
         return Err("invalid_holder");
+    }
+    if req.frame_ancestors.len() > MAX_FRAME_ANCESTORS || !req.frame_ancestors.iter().all(|o| is_origin(o)) {
+        return Err("invalid_frame_ancestors");
     }
     Ok(books::behaviour(pan.expose()))
 }
@@ -361,6 +373,7 @@ async fn authorize(
             refunded: 0,
             cancelled: false,
             modifications: Vec::new(),
+            frame_ancestors: req.frame_ancestors.clone(),
         };
         let answer = auth.wire(&acq.public_base);
         if books.insert(auth, acq.max_authorizations, acq.pending_delay).is_err() {

@@ -15,6 +15,7 @@ pub fn authorization_request(req: &AuthorizeRequest) -> wire::AuthorizationReque
         currency: req.currency.clone(),
         idempotency_key: req.payment_id.clone(),
         return_url: req.return_url.clone(),
+        frame_ancestors: req.frame_ancestors.clone(),
     }
 }
 

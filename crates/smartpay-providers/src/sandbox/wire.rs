@@ -25,6 +25,9 @@ pub struct AuthorizationRequest {
     /// so older connectors still speak the format.
     #[serde(default)]
     pub return_url: Option<String>,
+    /// Origins allowed to hold the challenge page besides SmartPay's own (the merchant's pages).
+    #[serde(default)]
+    pub frame_ancestors: Vec<String>,
 }
 
 /// The PAN as BIN 6 + `****` + last 4 when it is a card number, otherwise only its length.
@@ -47,6 +50,7 @@ impl fmt::Debug for AuthorizationRequest {
             .field("currency", &self.currency)
             .field("idempotency_key", &self.idempotency_key)
             .field("return_url", &self.return_url)
+            .field("frame_ancestors", &self.frame_ancestors)
             .finish()
     }
 }
@@ -112,6 +116,7 @@ mod tests {
             currency: "EUR".into(),
             idempotency_key: "pay-1".into(),
             return_url: None,
+            frame_ancestors: Vec::new(),
         };
         let shown = format!("{req:?} {req:#?}");
         assert!(!shown.contains("4000056655665556"), "{shown}");

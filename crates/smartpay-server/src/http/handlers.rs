@@ -64,7 +64,7 @@ fn check_access_token(headers: &HeaderMap) -> Result<(), ApiError> {
             min_length = 1, max_length = 255, pattern = "^[!-~]+$"),
         ("Accept-Language" = Option<String>, Header, description = "en-US (default) or de-DE, for error messages."),
         ("X-Access-Token" = Option<String>, Header, description = "End-user identity JWT, at most 512 characters. Where the merchant registered its identity issuer's keys, the signature (ES256) and expiry are verified and the subject is recorded.",
-            max_length = 512),
+            max_length = 512, pattern = "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*$"),
     ),
     responses(
         (status = 200, description = "Checkout created (or replayed)", body = api::CreateCheckoutResponse),

@@ -426,3 +426,40 @@ async fn metrics_are_not_served_on_the_public_listener() {
     let text = app.client.get(app.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("smartpay_connections_refused_total 0"), "{text:.200}");
 }
+
+#[tokio::test]
+async fn access_tokens_and_checkouts_expire_by_the_servers_clock_without_waiting() {
+    let clock = Arc::new(ManualClock::new(Millis::now()));
+    let app = spawn_app_with_clock(
+        |c| {
+            c.token_ttl_seconds = 600;
+            c.checkout_ttl_seconds = 900;
+        },
+        clock.clone(),
+    )
+    .await;
+    let token = format!("Bearer {}", app.token(&app.merchant).await);
+    let created = app.create(&app.merchant).await;
+    let id = created["transactionId"].as_str().unwrap().to_owned();
+    assert_eq!(app.status(&token, &id).await.status(), 200);
+    // Past the token's lifetime and its 30 s leeway; the checkout is still open.
+    clock.advance_ms((600 + 31) * 1000);
+    assert_eq!(app.status(&token, &id).await.status(), 401);
+    let basic = app.basic(&app.merchant);
+    assert_eq!(payment_status(&app, &basic, &id).await, "CREATED");
+    clock.advance_ms(300 * 1000);
+    // The sweep (every 50 ms here) reads the same clock.
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        seen = payment_status(&app, &basic, &id).await;
+        if seen == "EXPIRED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, "EXPIRED");
+}
+
+async fn payment_status(app: &TestApp, auth: &str, id: &str) -> Value {
+    app.status(auth, id).await.json::<Value>().await.unwrap()["paymentStatus"].clone()
+}

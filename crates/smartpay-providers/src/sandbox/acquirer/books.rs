@@ -70,6 +70,8 @@ pub struct Auth {
     pub refunded: i64,
     pub cancelled: bool,
     pub modifications: Vec<StoredModification>,
+    /// Origins that may hold the challenge page besides SmartPay's (checked origins).
+    pub frame_ancestors: Vec<String>,
 }
 
 impl Auth {
@@ -181,6 +183,7 @@ mod tests {
             refunded: 0,
             cancelled: false,
             modifications: Vec::new(),
+            frame_ancestors: Vec::new(),
         }
     }
 

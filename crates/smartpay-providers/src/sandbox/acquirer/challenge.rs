@@ -22,6 +22,13 @@ pub fn router(state: Shared) -> Router {
 }
 
 fn page(acq: &super::Acquirer, status: StatusCode, body: &str) -> Response {
+    page_within(acq, status, body, &[])
+}
+
+/// A page that the authorization's `ancestors` (checked origins) may hold besides SmartPay's own
+/// origin: `frame-ancestors` applies to every ancestor, and the challenge sits in SmartPay's card
+/// frame inside the merchant's page.
+fn page_within(acq: &super::Acquirer, status: StatusCode, body: &str, ancestors: &[String]) -> Response {
     let mut r = (
         status,
         Html(format!(
@@ -32,7 +39,13 @@ fn page(acq: &super::Acquirer, status: StatusCode, body: &str) -> Response {
     )
         .into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, acq.challenge_csp.clone());
+    let csp = if ancestors.is_empty() {
+        acq.challenge_csp.clone()
+    } else {
+        let extended = format!("{} {}", acq.challenge_csp.to_str().unwrap_or_default(), ancestors.join(" "));
+        HeaderValue::from_str(&extended).unwrap_or_else(|_| acq.challenge_csp.clone())
+    };
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -49,14 +62,14 @@ async fn challenge_page(State(acq): State<Shared>, Path(id): Path<String>) -> Re
     }
     let shown = acq.books.lock().ok().and_then(|mut b| {
         let a = b.get_mut(&id)?;
-        Some((a.status, a.amount, a.currency.clone()))
+        Some((a.status, a.amount, a.currency.clone(), a.frame_ancestors.clone()))
     });
     match shown {
-        Some(("CHALLENGE", amount, currency)) => {
+        Some(("CHALLENGE", amount, currency, ancestors)) => {
             let amount = smartpay_domain::Currency::from_code(&currency)
                 .map(|c| smartpay_domain::money::format_minor(amount, c.exponent()))
                 .unwrap_or_else(|| amount.to_string());
-            page(
+            page_within(
                 &acq,
                 StatusCode::OK,
                 &format!(
@@ -67,6 +80,7 @@ async fn challenge_page(State(acq): State<Shared>, Path(id): Path<String>) -> Re
                     escape(&amount),
                     escape(&currency)
                 ),
+                &ancestors,
             )
         }
         Some(_) => page(&acq, StatusCode::OK, "<h1>Sandbox Bank</h1><p>This challenge is already complete.</p>"),
