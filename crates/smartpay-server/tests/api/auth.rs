@@ -520,4 +520,3 @@ async fn an_x_access_token_must_carry_the_issuer_and_audience_the_merchant_regis
         assert_eq!(create(&app.other, t).await.status(), 200, "{t:.40}");
     }
 }
-

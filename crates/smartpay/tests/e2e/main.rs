@@ -65,7 +65,9 @@ impl Server {
         let stderr = data_dir.join(format!("serve-{port}-{}.err", unique()));
         let mut cmd = Command::new(bin());
         cmd.arg("--data-dir").arg(data_dir).args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
-        cmd.env_remove("SMARTPAY_CONFIG").env("SMARTPAY_AUTH_REFRESH_MS", "100").env("SMARTPAY_ADMIN_LISTEN", "127.0.0.1:0");
+        cmd.env_remove("SMARTPAY_CONFIG")
+            .env("SMARTPAY_AUTH_REFRESH_MS", "100")
+            .env("SMARTPAY_ADMIN_LISTEN", "127.0.0.1:0");
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
