@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this script).
-#   scripts/test.sh            format check, clippy, then every test of the workspace
+#   scripts/test.sh            format check, clippy, cargo deny, every test of the workspace,
+#                              the browser tests, then schemathesis against the API
 # Installs what the tests need that a fresh machine may lack. A missing dependency fails
 # the run; no test skips itself.
 set -euo pipefail
@@ -12,6 +13,24 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== cargo deny (RustSec advisories, offline, against ../shared/advisory-db)"
+# cargo-deny reads its databases from <db-path>/<name derived from the URL>/, a git checkout; the
+# snapshot in ../shared is plain files. So a git repository with an empty commit is made at that
+# place, holding links to the snapshot's files (a fetch never happens: --offline).
+CARGO_DENY_VERSION=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
+  cargo install --locked cargo-deny --version "$CARGO_DENY_VERSION"
+fi
+snapshot="$(cd ../shared/advisory-db && pwd)"
+db_dir="$(cargo deny --offline -L debug check advisories 2>&1 | sed -n "s/.*Opening advisory database at '\(.*\)'.*/\1/p" | head -1 || true)"
+[ -n "$db_dir" ] || { echo "cargo deny did not name its advisory database directory" >&2; exit 1; }
+rm -rf "$db_dir" && mkdir -p "$db_dir"
+ln -s "$snapshot/crates" "$db_dir/crates"
+ln -s "$snapshot/rust" "$db_dir/rust"
+git -C "$db_dir" init -q
+git -C "$db_dir" -c user.name=smartpay-ci -c user.email=ci@localhost commit -q --allow-empty -m "links to $snapshot"
+cargo deny --offline --locked check advisories
 
 echo "== browser test dependencies (Debian chromium, playwright-core)"
 if [ ! -x /usr/bin/chromium ]; then
@@ -33,3 +52,6 @@ fi
 echo "== browser tests (headless Chromium; screenshots in test-artifacts/browser/)"
 cargo build -p smartpay
 (cd tests/browser && WIDGET_TEST_BINARY="$PWD/../../target/debug/smartpay" node --test --test-concurrency=1 widget.test.mjs)
+
+echo "== schemathesis (merchant API and token endpoint against /openapi.json; report in test-artifacts/schemathesis/)"
+ST_BINARY="$PWD/target/debug/smartpay" bash scripts/schemathesis.sh

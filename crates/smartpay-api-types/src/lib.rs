@@ -142,9 +142,47 @@ pub struct Modification {
     pub modification_data: ModificationData,
     pub creation_date: String,
     pub modification_amount: ModificationAmount,
+    /// `CAPTURE_PENDING`, `CAPTURED`, `CAPTURE_FAILED`, `REFUND_PENDING`, `REFUNDED`,
+    /// `REFUND_FAILED`, `CANCELLATION_PENDING`, `CANCELLED`, `CANCELLATION_FAILED`, `SETTLED`,
+    /// `CHARGEBACK`.
     pub status: String,
     pub last_status_date: String,
     pub status_history: Vec<ModificationStatusEntry>,
+    /// MOD1: the provider's refusal, on a failed modification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_details: Option<ErrorDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// MOD1 `errorDetails`: what the gateway and the provider said (reference §4.5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetails {
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub context: serde_json::Map<String, serde_json::Value>,
+    pub gateway_description: String,
+    pub payment_provider_description: String,
+}
+
+/// The money of a payment (beyond the reference): what was authorized, captured and refunded,
+/// and what can still be captured and refunded. Consistent with `modifications[]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentAmounts {
+    pub authorized: Amount,
+    pub captured: Amount,
+    pub refunded: Amount,
+    /// Captures and refunds the provider has not confirmed yet.
+    pub capture_pending: Amount,
+    pub refund_pending: Amount,
+    pub capturable: Amount,
+    pub refundable: Amount,
+    pub currency_code: String,
 }
 
 /// One entry of the payment's `statusHistory`.
@@ -154,6 +192,33 @@ pub struct Modification {
 pub struct StatusHistoryEntry {
     pub status: String,
     pub status_date: String,
+}
+
+/// `POST /payment/capture`, `/refund`, `/cancel`, `/cancelOrRefund` → 200: the response model
+/// with the single affected `modification` instead of the `modifications` array (reference §3.5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ModificationResponse {
+    pub transaction_id: String,
+    pub reconciliation_reference_id: Option<String>,
+    pub description: String,
+    pub payment_status: String,
+    pub creation_date: String,
+    pub last_status_date: String,
+    pub transaction_overview: TransactionOverview,
+    pub modification: Modification,
+    pub status_history: Vec<StatusHistoryEntry>,
+    pub amounts: PaymentAmounts,
+    /// MOD1 (reference §4.5), when the provider refused the modification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_details: Option<ErrorDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_properties: Vec<String>,
 }
 
 /// `GET /payment/status/{transactionId}` → 200: the response model (reference §3.2).
@@ -177,6 +242,35 @@ pub struct PaymentStatusResponse {
     /// support staff. Never show it to the shopper (fraud risk).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decline_reason: Option<String>,
+    /// Beyond the reference: authorized, captured, refunded and remaining amounts.
+    pub amounts: PaymentAmounts,
+    /// MOD1 (reference §4.5) for a declined authorization: `error` is the decline code (as
+    /// `declineReason`), never to be shown to the shopper.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_details: Option<ErrorDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The body of a capture, refund, cancel or cancelOrRefund request (reference §3.3–§3.6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ModificationRequest {
+    pub transaction_id: String,
+    pub merchant_key: String,
+    /// Unique per merchant: the same id with the same body returns the first answer.
+    pub modification_id: String,
+    /// Capture and refund only; absent for the whole remaining amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_amount: Option<ModificationAmount>,
+    /// Cancel and cancelOrRefund.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_references: Option<CustomReferences>,
 }
 
 /// One problem in an error body.

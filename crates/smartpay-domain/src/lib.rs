@@ -4,6 +4,8 @@
 //! - [`json`]: the strict JSON reader request bodies go through.
 //! - [`schema`] and [`checkout`]: table-driven validation of request bodies.
 //! - [`status`]: the status model and its one transition function.
+//! - [`modification`]: captures, refunds, cancellations and the money rules they obey.
+//! - [`modify`]: the bodies of the modification endpoints, as rule tables.
 //! - [`time`]: instants and their ISO 8601 form.
 //! - [`card`]: card brands, Luhn, expiry and CVC rules, masked card types.
 //! - [`html`]: escaping for the pages SmartPay renders.
@@ -13,6 +15,8 @@ pub mod card;
 pub mod checkout;
 pub mod html;
 pub mod json;
+pub mod modification;
+pub mod modify;
 pub mod money;
 pub mod schema;
 pub mod status;

@@ -14,6 +14,10 @@ impl Millis {
         Millis(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
 
+    pub fn plus_millis(self, ms: u64) -> Self {
+        Millis(self.0.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)))
+    }
+
     pub fn plus_seconds(self, s: i64) -> Self {
         Millis(self.0.saturating_add(s.saturating_mul(1000)))
     }

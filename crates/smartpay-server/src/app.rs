@@ -37,6 +37,8 @@ pub struct AppState {
     pub proxies: TrustedProxies,
     /// The one source of the current time.
     pub clock: Arc<dyn Clock>,
+    /// Crash points for the crash tests (`SMARTPAY_FAILPOINTS`, sandbox mode only).
+    failpoints: HashSet<String>,
     /// This server's base URL as browsers reach it, known once the listener is bound.
     public_base: OnceLock<String>,
     local_addr: OnceLock<std::net::SocketAddr>,
@@ -95,6 +97,17 @@ impl AppState {
             ),
             proxies: TrustedProxies::new(&config.trusted_proxies),
             clock,
+            failpoints: if config.mode == Mode::Sandbox {
+                std::env::var("SMARTPAY_FAILPOINTS")
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            } else {
+                HashSet::new()
+            },
             config,
             store,
             secrets,
@@ -111,6 +124,15 @@ impl AppState {
     /// The base URL browsers use: `public_url`, or `http://` and the bound address.
     pub fn public_base(&self) -> &str {
         self.public_base.get().map_or("http://127.0.0.1:8080", String::as_str)
+    }
+
+    /// A crash point: when `name` is among `SMARTPAY_FAILPOINTS` (sandbox mode only), the
+    /// process dies on the spot, as under `kill -9` — for the crash tests.
+    pub fn failpoint(&self, name: &str) {
+        if self.failpoints.contains(name) {
+            eprintln!("failpoint {name}: aborting");
+            std::process::abort();
+        }
     }
 
     /// The current time.
@@ -197,6 +219,15 @@ pub async fn start(state: Arc<AppState>) -> anyhow::Result<Running> {
     let _ = state.public_base.set(state.config.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}")));
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    for (merchant, p) in &state.config.capture_policies {
+        let mode = smartpay_domain::modification::CaptureMode::parse(&p.mode)
+            .with_context(|| format!("capture_policies.{merchant}.mode"))?;
+        state
+            .store
+            .set_capture_policy(merchant, mode, p.delay_seconds, p.auto_cancel_seconds)
+            .await
+            .with_context(|| format!("capture_policies.{merchant}: no such merchant"))?;
+    }
 
     let mut challenge_router = None;
     if state.config.sandbox_enabled() {

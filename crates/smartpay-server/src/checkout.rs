@@ -6,8 +6,7 @@ use std::sync::atomic::Ordering;
 use smartpay_api_types as api;
 use smartpay_domain::checkout::{self, ValidCheckout};
 use smartpay_domain::json::Value;
-use smartpay_domain::{Currency, money};
-use smartpay_store::{CreateOutcome, IdempotencyClaim, IdempotencyScope, NewCheckout, Payment};
+use smartpay_store::{CreateOutcome, IdempotencyClaim, IdempotencyScope, NewCheckout};
 
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -83,15 +82,22 @@ pub async fn create(
     identity_subject: Option<String>,
 ) -> Result<CreateAnswer, ApiError> {
     // Another merchant's key learns nothing, not even validation results.
+    let validated = checkout::validate(body);
     if let Some(key) = checkout::merchant_key_of(body)
         && !key.eq_ignore_ascii_case(&who.merchant_id)
     {
-        return Err(ApiError::MerchantKeyMismatch { ignored: Vec::new() });
+        // Only the body's own unknown property names, never a validation result.
+        let ignored = match &validated {
+            Ok(v) => v.ignored.clone(),
+            Err((_, ignored)) => ignored.clone(),
+        };
+        return Err(ApiError::MerchantKeyMismatch { ignored });
     }
-    let valid: ValidCheckout = checkout::validate(body).map_err(|(violations, ignored)| ApiError::Invalid {
+    let valid: ValidCheckout = validated.map_err(|(violations, ignored)| ApiError::Invalid {
         problems: violations.into_iter().map(Problem::from).collect(),
         ignored,
     })?;
+    let ignored = valid.ignored.clone();
 
     let now = state.now();
     // UUIDv7: time-ordered, so the payment's B-tree inserts append instead of touching a
@@ -168,7 +174,9 @@ pub async fn create(
             state.metrics.counters.checkouts_replayed.fetch_add(1, Ordering::Relaxed);
             Ok(CreateAnswer { body: first.to_vec(), replayed: true })
         }
-        CreateOutcome::Conflict { scope } => Err(ApiError::IdempotencyConflict { property: property_of(scope) }),
+        CreateOutcome::Conflict { scope } => {
+            Err(ApiError::IdempotencyConflict { property: property_of(scope), ignored: ignored.clone() })
+        }
     }
 }
 
@@ -193,45 +201,5 @@ pub async fn status(
 ) -> Result<api::PaymentStatusResponse, ApiError> {
     let id = parse_transaction_id(transaction_id)?;
     let payment = state.store.payment(&who.merchant_id, &id).await?.ok_or(ApiError::NotFound)?;
-    status_response(&payment)
-}
-
-fn amount(minor: i64, currency: &str) -> Result<api::Amount, ApiError> {
-    let exponent = Currency::from_code(currency).map_or(2, |c| c.exponent());
-    api::Amount::from_decimal_text(money::format_minor(minor, exponent))
-        .ok_or_else(|| ApiError::Internal("amount formatting".into()))
-}
-
-/// The reference's response model for a stored payment.
-pub fn status_response(p: &Payment) -> Result<api::PaymentStatusResponse, ApiError> {
-    let custom_references = match &p.custom_references {
-        Some(json) => {
-            Some(serde_json::from_str::<api::CustomReferences>(json).map_err(|e| ApiError::Internal(e.to_string()))?)
-        }
-        None => None,
-    };
-    Ok(api::PaymentStatusResponse {
-        transaction_id: p.id.clone(),
-        reconciliation_reference_id: p.reconciliation_reference_id.clone(),
-        description: p.description.clone(),
-        payment_status: p.status.as_str().to_owned(),
-        creation_date: p.created_at.to_iso8601(),
-        last_status_date: p.last_status_at.to_iso8601(),
-        transaction_overview: api::TransactionOverview {
-            transaction_id: p.id.clone(),
-            payment_method: p.payment_method.clone(),
-            customer_account_id: p.customer_account_id.clone(),
-            amount: amount(p.amount_minor, &p.currency)?,
-            currency_code: p.currency.clone(),
-            mit: p.mit,
-            custom_references,
-        },
-        modifications: Vec::new(),
-        decline_reason: p.decline_code.clone(),
-        status_history: p
-            .history
-            .iter()
-            .map(|h| api::StatusHistoryEntry { status: h.status.as_str().to_owned(), status_date: h.at.to_iso8601() })
-            .collect(),
-    })
+    crate::view::status_response(&payment)
 }

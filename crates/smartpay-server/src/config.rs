@@ -64,6 +64,13 @@ pub struct Config {
     pub sandbox_latency_ms: u64,
     pub sandbox_pending_delay_ms: u64,
     pub sandbox_slow_delay_ms: u64,
+    /// Sandbox: captured payments settle (SETTLED, with a SETTLEMENT modification) this long
+    /// after their capture.
+    pub sandbox_settlement_delay_ms: u64,
+    /// Capture mode `delayed`: the default delay from authorization to capture.
+    pub capture_delay_seconds: u64,
+    /// Default for merchants that enable automatic cancellation without a time of their own.
+    pub auto_cancel_seconds: u64,
     /// Longest wait for a provider's answer before the outcome counts as unknown.
     pub provider_timeout_ms: u64,
     /// Card submissions allowed per checkout (valid or not); then the checkout is locked.
@@ -97,6 +104,9 @@ pub struct Config {
     pub max_connections: usize,
     /// Largest body of the token endpoint's form.
     pub token_max_body_bytes: usize,
+    /// Capture policies applied to merchants at start (the CLI's `merchant capture-mode` sets
+    /// the same): `{ "<merchantKey>" = { mode = "delayed", delay_seconds = 600, auto_cancel_seconds = 1800 } }`.
+    pub capture_policies: std::collections::BTreeMap<String, CapturePolicyConfig>,
     /// Where `/metrics` is served (a separate operators' listener); `None` serves no metrics.
     pub admin_listen: Option<SocketAddr>,
 }
@@ -125,6 +135,9 @@ impl Default for Config {
             sandbox_latency_ms: 0,
             sandbox_pending_delay_ms: 5000,
             sandbox_slow_delay_ms: 30_000,
+            sandbox_settlement_delay_ms: 60_000,
+            capture_delay_seconds: 3600,
+            auto_cancel_seconds: 1800,
             provider_timeout_ms: 10_000,
             max_card_attempts: 5,
             ip_submits_per_minute: 20,
@@ -140,8 +153,21 @@ impl Default for Config {
             max_connections: 1024,
             token_max_body_bytes: 4096,
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            capture_policies: std::collections::BTreeMap::new(),
         }
     }
+}
+
+/// A merchant's capture policy in the configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapturePolicyConfig {
+    /// `auto`, `manual` or `delayed`.
+    pub mode: String,
+    /// `delayed`: seconds from authorization to capture (default `capture_delay_seconds`).
+    pub delay_seconds: Option<u64>,
+    /// Cancel authorizations left uncaptured this long; absent: never.
+    pub auto_cancel_seconds: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +232,9 @@ impl Config {
                 "SANDBOX_PENDING_DELAY_MS" => cfg.sandbox_pending_delay_ms = num(&value)?,
                 "SANDBOX_SLOW_DELAY_MS" => cfg.sandbox_slow_delay_ms = num(&value)?,
                 "PROVIDER_TIMEOUT_MS" => cfg.provider_timeout_ms = num(&value)?,
+                "SANDBOX_SETTLEMENT_DELAY_MS" => cfg.sandbox_settlement_delay_ms = num(&value)?,
+                "CAPTURE_DELAY_SECONDS" => cfg.capture_delay_seconds = num(&value)?,
+                "AUTO_CANCEL_SECONDS" => cfg.auto_cancel_seconds = num(&value)?,
                 "MAX_CARD_ATTEMPTS" => {
                     cfg.max_card_attempts = u32::try_from(num(&value)?).map_err(|_| bad("too large"))?
                 }
@@ -303,6 +332,14 @@ impl Config {
         }
         if !(256..=65_536).contains(&self.token_max_body_bytes) {
             return Err(ConfigError::Invalid("token_max_body_bytes must be between 256 and 65536".into()));
+        }
+        for (merchant, p) in &self.capture_policies {
+            if smartpay_domain::modification::CaptureMode::parse(&p.mode).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "capture_policies.{merchant}.mode: {:?} is not auto, manual or delayed",
+                    p.mode
+                )));
+            }
         }
         if self.mode == Mode::Production && self.master_key_file.is_none() {
             return Err(ConfigError::Invalid(

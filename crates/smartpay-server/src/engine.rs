@@ -10,14 +10,14 @@
 use std::sync::atomic::Ordering;
 
 use smartpay_domain::card::{CardError, CardNumber, Cvc, Expiry};
+use smartpay_domain::modification::CaptureMode;
 use smartpay_domain::{Event, PaymentStatus};
-use smartpay_providers::{
-    AuthorizeOutcome, AuthorizeRequest, Card, ModifyOutcome, ModifyRequest, Provider, ProviderStatus,
-};
-use smartpay_store::{MerchantStatus, Payment, PaymentUpdate};
+use smartpay_providers::{AuthorizeOutcome, AuthorizeRequest, Card, Provider, ProviderStatus};
+use smartpay_store::{JobKind, MerchantStatus, Payment, PaymentUpdate};
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode, Problem};
+use crate::modify;
 
 /// What the shopper typed, straight from the card frame.
 pub struct CardInput {
@@ -96,7 +96,7 @@ fn parse_card(input: &CardInput, this_month: (i64, u32)) -> Result<(Card, &'stat
     }
 }
 
-fn provider(state: &AppState) -> Result<std::sync::Arc<dyn Provider>, ApiError> {
+pub(crate) fn provider(state: &AppState) -> Result<std::sync::Arc<dyn Provider>, ApiError> {
     state.providers().get("sandbox").ok_or_else(|| ApiError::Internal("no card provider is enabled".into()))
 }
 
@@ -112,7 +112,7 @@ pub async fn submit_card(
     state.ip_limiter.check(client_ip).map_err(|wait| ApiError::RateLimited { retry_after: wait })?;
     state.merchant_limiter.check(&payment.merchant_id).map_err(|wait| ApiError::RateLimited { retry_after: wait })?;
     if payment.status != PaymentStatus::Created {
-        return Err(ApiError::InvalidState { status: payment.status });
+        return Err(ApiError::InvalidState { status: payment.status, ignored: Vec::new() });
     }
     let max = state.config.max_card_attempts;
     let (card, method) = match parse_card(&input, this_month(state)) {
@@ -142,7 +142,7 @@ pub async fn submit_card(
         if now.status == PaymentStatus::Created {
             return Err(locked(&payment));
         }
-        return Err(ApiError::InvalidState { status: now.status });
+        return Err(ApiError::InvalidState { status: now.status, ignored: Vec::new() });
     }
     let return_url = format!("{}/widget/challenge-return", state.public_base());
     // The challenge page is shown in the card frame inside the merchant's page.
@@ -183,19 +183,32 @@ async fn record_authorization(
     };
     match outcome {
         AuthorizeOutcome::Authorized { reference } => {
-            // With automatic capture, the authorization and the capture request are one write.
-            let auto = capture_mode(state, &payment.merchant_id).await? == "auto";
-            let events = if auto { vec![Event::Authorized, Event::CaptureRequested] } else { vec![Event::Authorized] };
-            let update = PaymentUpdate {
-                reconciliation_reference_id: Some(reference.clone()),
+            let policy = capture_policy(state, &payment.merchant_id).await?;
+            let mut update = PaymentUpdate {
+                reconciliation_reference_id: Some(reference),
                 challenge_url: Some(None),
                 reason: Some("authorized by the provider".into()),
                 ..Default::default()
             };
-            let status = match state.store.apply_events(&payment.id, pending, events, now, update).await? {
-                Some(PaymentStatus::CapturePending) => capture(state, payment, &reference).await?,
-                Some(s) => s,
-                None => current_status(state, payment).await?,
+            if let Some(after) = policy.auto_cancel_seconds {
+                update.schedule.push((JobKind::AutoCancel, now.plus_millis(after.saturating_mul(1000))));
+            }
+            let status = match policy.mode {
+                // The authorization and the capture request are one write; then the capture.
+                CaptureMode::Auto => match modify::authorize_and_capture(state, payment, update).await? {
+                    Some(p) => p.status,
+                    None => current_status(state, payment).await?,
+                },
+                CaptureMode::Manual | CaptureMode::Delayed => {
+                    if policy.mode == CaptureMode::Delayed {
+                        let delay = policy.capture_delay_seconds.saturating_mul(1000);
+                        update.schedule.push((JobKind::DelayedCapture, now.plus_millis(delay)));
+                    }
+                    match state.store.apply_event(&payment.id, pending, Event::Authorized, now, update).await? {
+                        Some(s) => s,
+                        None => current_status(state, payment).await?,
+                    }
+                }
             };
             Ok(answer(status, None, "result:authorized"))
         }
@@ -250,36 +263,29 @@ async fn current_status(state: &AppState, payment: &Payment) -> Result<PaymentSt
         .map_or(PaymentStatus::AuthorizationPending, |p| p.status))
 }
 
-/// The merchant's capture mode; a disabled merchant captures nothing automatically.
-async fn capture_mode(state: &AppState, merchant_id: &str) -> Result<String, ApiError> {
-    Ok(match state.store.merchant(merchant_id).await? {
-        Some(m) if m.status == MerchantStatus::Active => m.capture_mode,
-        Some(_) => "manual".to_owned(),
-        None => "auto".to_owned(),
-    })
+/// When a merchant's authorizations are captured and cancelled.
+struct CapturePolicy {
+    mode: CaptureMode,
+    capture_delay_seconds: u64,
+    auto_cancel_seconds: Option<u64>,
 }
 
-/// Captures the whole authorized amount at the provider (capture requested, merchant capture
-/// mode `auto`) and records the outcome.
-async fn capture(state: &AppState, payment: &Payment, reference: &str) -> Result<PaymentStatus, ApiError> {
-    let provider = provider(state)?;
-    let outcome = provider
-        .capture(ModifyRequest {
-            reference: reference.to_owned(),
-            modification_id: format!("auto-capture-{}", payment.id),
-            amount_minor: payment.amount_minor,
-            currency: payment.currency.clone(),
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let pending = PaymentStatus::CapturePending;
-    let (event, reason) = match outcome {
-        ModifyOutcome::Succeeded { .. } => (Event::CaptureSucceeded, "captured by the provider".to_owned()),
-        ModifyOutcome::Failed { reason } => (Event::CaptureFailed, format!("capture failed: {reason}")),
-        ModifyOutcome::Pending { .. } | ModifyOutcome::Unknown => return Ok(pending),
+/// The merchant's capture policy; a disabled merchant captures nothing automatically.
+async fn capture_policy(state: &AppState, merchant_id: &str) -> Result<CapturePolicy, ApiError> {
+    let merchant = state.store.merchant(merchant_id).await?;
+    let mode = match &merchant {
+        Some(m) if m.status == MerchantStatus::Active => m.capture_mode,
+        Some(_) => CaptureMode::Manual,
+        None => CaptureMode::Auto,
     };
-    let update = PaymentUpdate { reason: Some(reason), ..Default::default() };
-    Ok(state.store.apply_event(&payment.id, pending, event, state.now(), update).await?.unwrap_or(pending))
+    Ok(CapturePolicy {
+        mode,
+        capture_delay_seconds: merchant
+            .as_ref()
+            .and_then(|m| m.capture_delay_seconds)
+            .unwrap_or(state.config.capture_delay_seconds),
+        auto_cancel_seconds: merchant.and_then(|m| m.auto_cancel_seconds),
+    })
 }
 
 /// After a 3-D Secure challenge: asks the provider how it ended and records it.
@@ -288,7 +294,7 @@ pub async fn complete_challenge(state: &AppState, token: &str) -> Result<Payment
     let (Some(reference), true) =
         (payment.reconciliation_reference_id.clone(), payment.status == PaymentStatus::AuthorizationPending)
     else {
-        return Err(ApiError::InvalidState { status: payment.status });
+        return Err(ApiError::InvalidState { status: payment.status, ignored: Vec::new() });
     };
     let provider = provider(state)?;
     let outcome = match provider.status(&reference).await.map_err(|e| ApiError::Internal(e.to_string()))? {

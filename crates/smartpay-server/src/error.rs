@@ -97,6 +97,12 @@ error_codes! {
     CardExpired => "card_expired",
     /// The card's brand is not accepted.
     UnsupportedCardBrand => "unsupported_card_brand",
+    /// A capture larger than what is left to capture (`remaining`, `currencyCode`).
+    AmountExceedsCapturable => "amount_exceeds_capturable",
+    /// A refund larger than what is left to refund (`remaining`, `currencyCode`).
+    AmountExceedsRefundable => "amount_exceeds_refundable",
+    /// `modifiedAmount.currencyCode` is not the payment's currency (`expected`).
+    CurrencyMismatch => "currency_mismatch",
     /// The request did not arrive, or was not answered, within the server's time limits.
     RequestTimeout => "request_timeout",
     /// The store is unavailable.
@@ -195,7 +201,10 @@ pub enum ApiError {
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("idempotency conflict on {property}")]
-    IdempotencyConflict { property: &'static str },
+    IdempotencyConflict { property: &'static str, ignored: Vec<String> },
+    /// A capture or refund above what is left (422), with the remaining amount as text.
+    #[error("amount exceeds what remains")]
+    AmountExceeds { code: ErrorCode, remaining: String, currency: String, ignored: Vec<String> },
     #[error("request in progress on {property}")]
     RequestInProgress { property: &'static str },
     /// The checkout token's checkout expired.
@@ -206,7 +215,7 @@ pub enum ApiError {
     RateLimited { retry_after: u64 },
     /// The payment's status does not allow the operation.
     #[error("invalid state {status}")]
-    InvalidState { status: smartpay_domain::PaymentStatus },
+    InvalidState { status: smartpay_domain::PaymentStatus, ignored: Vec<String> },
     /// A widget call from an origin other than SmartPay's own.
     #[error("forbidden origin")]
     ForbiddenOrigin,

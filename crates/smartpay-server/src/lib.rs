@@ -13,9 +13,12 @@ pub mod files;
 pub mod http;
 pub mod limiter;
 pub mod metrics;
+pub mod modify;
 pub mod provision;
 pub mod secrets;
 pub mod telemetry;
+pub mod verify;
+pub mod view;
 pub mod widget;
 pub mod workers;
 

@@ -34,6 +34,10 @@ pub struct Counters {
     pub connections_refused: AtomicU64,
     /// Requests refused by the brute-force lockout.
     pub auth_lockouts: AtomicU64,
+    /// Modification calls made to providers.
+    pub provider_captures: AtomicU64,
+    pub provider_refunds: AtomicU64,
+    pub provider_cancels: AtomicU64,
 }
 
 /// Everything recorded for one route template.

@@ -42,7 +42,9 @@ pub async fn create_merchant(
         id: uuid::Uuid::new_v4().to_string(),
         name: name.to_owned(),
         status: MerchantStatus::Active,
-        capture_mode: "auto".into(),
+        capture_mode: smartpay_domain::modification::CaptureMode::Auto,
+        capture_delay_seconds: None,
+        auto_cancel_seconds: None,
         identity_jwks: None,
         created_at: Millis::now(),
     };

@@ -15,7 +15,60 @@ use crate::app::AppState;
 const EXPIRE_BATCH: u32 = 500;
 
 pub fn spawn(state: Arc<AppState>, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![tokio::spawn(sweep_loop(state.clone(), stop.clone())), tokio::spawn(auth_refresh_loop(state, stop))]
+    vec![
+        tokio::spawn(sweep_loop(state.clone(), stop.clone())),
+        tokio::spawn(job_loop(state.clone(), stop.clone())),
+        tokio::spawn(auth_refresh_loop(state, stop)),
+    ]
+}
+
+/// Jobs claimed per pass, and how long a claim holds before another worker may take the job.
+const JOB_BATCH: u32 = 50;
+const JOB_LEASE_MS: i64 = 60_000;
+
+/// One pass over the due jobs: delayed captures, automatic cancellations, sandbox settlements.
+/// A job that fails runs again later (backoff doubling from 1 s, at most 10 min).
+pub async fn run_jobs_once(state: &AppState) -> Result<usize, smartpay_store::StoreError> {
+    use smartpay_domain::modification::Request;
+    use smartpay_store::{JobKind, ModificationRequest};
+    let now = state.now();
+    let jobs = state.store.claim_due_jobs(now, JOB_LEASE_MS, JOB_BATCH).await?;
+    let n = jobs.len();
+    for job in jobs {
+        let (id, request) = match job.kind {
+            JobKind::DelayedCapture => {
+                (format!("delayed-capture-{}", job.payment_id), ModificationRequest::Merchant(Request::Capture(None)))
+            }
+            JobKind::AutoCancel => {
+                (format!("auto-cancel-{}", job.payment_id), ModificationRequest::Merchant(Request::Cancel))
+            }
+            JobKind::Settlement => (format!("settlement-{}", job.payment_id), ModificationRequest::Settlement),
+        };
+        let result = crate::modify::internal(state, &job.merchant_id, &job.payment_id, id, request, None).await;
+        match result {
+            // Done, or no longer applicable (captured before the auto-cancel, refunded before
+            // settlement): either way the job is over.
+            Ok(_) => state.store.complete_job(job.id).await?,
+            Err(e) => {
+                let backoff = 1000i64.saturating_mul(1 << job.attempts.min(10)).min(600_000);
+                tracing::warn!(job = job.kind.as_str(), transaction_id = %job.payment_id, error = %e, "job failed; will retry");
+                state.store.retry_job(job.id, state.now().plus_seconds(0).plus_millis(backoff as u64)).await?;
+            }
+        }
+    }
+    Ok(n)
+}
+
+async fn job_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(state.config.sweep_interval_ms.max(10));
+    loop {
+        if let Err(e) = run_jobs_once(&state).await {
+            tracing::warn!(error = %e, "scheduled jobs failed; will retry");
+        }
+        if sleep_or_stop(&mut stop, interval).await {
+            return;
+        }
+    }
 }
 
 async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {

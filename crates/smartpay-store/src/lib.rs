@@ -50,8 +50,6 @@ pub trait Store: Send + Sync + 'static {
     fn merchant(&self, id: &str) -> StoreFuture<'_, Option<Merchant>>;
     fn merchants(&self) -> StoreFuture<'_, Vec<Merchant>>;
     fn set_merchant_status(&self, id: &str, status: MerchantStatus) -> StoreFuture<'_, ()>;
-    /// Sets the merchant's capture mode (`auto` or `manual`).
-    fn set_capture_mode(&self, id: &str, mode: &str) -> StoreFuture<'_, ()>;
     /// Sets (or clears) the JWK Set that verifies a merchant's `X-Access-Token`s.
     fn set_identity_jwks(&self, id: &str, jwks: Option<String>) -> StoreFuture<'_, ()>;
     /// A merchant's identity issuer settings; `None` when there is no such merchant.
@@ -122,6 +120,45 @@ pub trait Store: Send + Sync + 'static {
         let done = self.apply_events(payment_id, status, Vec::new(), Millis(0), update);
         Box::pin(async move { Ok(done.await?.is_some()) })
     }
+    // --- modifications (captures, refunds, cancellations, settlements, chargebacks) ---
+    /// Opens a modification: checks the `modificationId` (replay, conflict), the payment, the
+    /// currency and the money rules, then writes the modification and the payment's status
+    /// change — all in one transaction, so concurrent requests cannot both pass the checks.
+    fn begin_modification(&self, m: NewModification) -> StoreFuture<'_, BeginOutcome>;
+    /// Records the provider's answer on a pending modification, and the payment status change
+    /// it leads to (`smartpay_domain::modification::on_outcome`), and schedules `schedule`.
+    /// `None` when the modification was no longer pending (answered before): nothing is written.
+    fn finish_modification(
+        &self,
+        pk: &str,
+        outcome: smartpay_domain::modification::ModificationStatus,
+        reconciliation_reference_id: Option<String>,
+        failure_code: Option<String>,
+        at: Millis,
+        schedule: Vec<(JobKind, Millis)>,
+    ) -> StoreFuture<'_, Option<Payment>>;
+    /// Keeps the first answer to a modification request, for replays of its `modificationId`.
+    fn save_modification_response(&self, pk: &str, response: Vec<u8>) -> StoreFuture<'_, ()>;
+    /// Sets a merchant's capture mode, capture delay and automatic cancellation.
+    fn set_capture_policy(
+        &self,
+        id: &str,
+        mode: smartpay_domain::modification::CaptureMode,
+        delay_seconds: Option<u64>,
+        auto_cancel_seconds: Option<u64>,
+    ) -> StoreFuture<'_, ()>;
+
+    // --- scheduled jobs ---
+    /// Leases up to `limit` jobs due at `now` for `lease_ms` (a crashed worker's jobs come back
+    /// when the lease ends) and counts an attempt on each.
+    fn claim_due_jobs(&self, now: Millis, lease_ms: i64, limit: u32) -> StoreFuture<'_, Vec<Job>>;
+    fn complete_job(&self, id: i64) -> StoreFuture<'_, ()>;
+    /// Runs the job again at `due_at`.
+    fn retry_job(&self, id: i64, due_at: Millis) -> StoreFuture<'_, ()>;
+
+    /// `(merchant, transactionId)` of payments after `after` in id order, for the verifier.
+    fn payment_keys_after(&self, after: &str, limit: u32) -> StoreFuture<'_, Vec<(String, String)>>;
+
     /// Origins allowed to embed a merchant's widget.
     fn origins(&self, merchant_id: &str) -> StoreFuture<'_, Vec<String>>;
     fn add_origin(&self, merchant_id: &str, origin: &str, at: Millis) -> StoreFuture<'_, ()>;

@@ -1,5 +1,6 @@
 //! Records the store reads and writes. Plain data: rules live in `smartpay-domain`.
 
+use smartpay_domain::modification::{CaptureMode, ModificationStatus, ModificationType, Request};
 use smartpay_domain::{Millis, PaymentStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,7 +15,11 @@ pub struct Merchant {
     pub id: String,
     pub name: String,
     pub status: MerchantStatus,
-    pub capture_mode: String,
+    pub capture_mode: CaptureMode,
+    /// Capture mode `delayed`: seconds from authorization to the automatic capture.
+    pub capture_delay_seconds: Option<u64>,
+    /// Authorizations left uncaptured this long are cancelled; `None`: never.
+    pub auto_cancel_seconds: Option<u64>,
     /// JWK Set of the merchant's end-user identity issuer, verifying `X-Access-Token`.
     pub identity_jwks: Option<String>,
     pub created_at: Millis,
@@ -187,6 +192,150 @@ pub struct Payment {
     pub last_status_at: Millis,
     pub expires_at: Millis,
     pub history: Vec<StatusChange>,
+    /// Captures, refunds, cancellations, settlements and chargebacks, oldest first.
+    pub modifications: Vec<Modification>,
+}
+
+impl Payment {
+    /// The money rules' view of the payment: authorized once it was, and its modifications.
+    pub fn ledger(&self) -> smartpay_domain::modification::Ledger {
+        let authorized = match self.status {
+            PaymentStatus::Created
+            | PaymentStatus::AuthorizationPending
+            | PaymentStatus::AuthorizationFailed
+            | PaymentStatus::Expired => 0,
+            _ => self.amount_minor,
+        };
+        smartpay_domain::modification::Ledger::of(authorized, &self.entries())
+    }
+
+    /// The modifications as the money rules see them.
+    pub fn entries(&self) -> Vec<smartpay_domain::modification::Entry> {
+        self.modifications
+            .iter()
+            .map(|m| smartpay_domain::modification::Entry {
+                kind: m.kind,
+                status: m.status,
+                amount_minor: m.amount_minor,
+            })
+            .collect()
+    }
+}
+
+/// A modification's status change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModificationChange {
+    pub status: ModificationStatus,
+    pub at: Millis,
+}
+
+/// A capture, refund, cancellation, settlement or chargeback of a payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Modification {
+    /// Internal id; also the idempotency key sent to the provider.
+    pub pk: String,
+    pub payment_id: String,
+    pub merchant_id: String,
+    /// The merchant's `modificationId` (generated for automatic ones).
+    pub modification_id: String,
+    pub kind: ModificationType,
+    pub status: ModificationStatus,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub description: Option<String>,
+    pub custom_references: Option<String>,
+    /// The provider's reference of this modification, once known.
+    pub reconciliation_reference_id: Option<String>,
+    /// The provider's refusal code, when it refused.
+    pub failure_code: Option<String>,
+    pub created_at: Millis,
+    pub last_status_at: Millis,
+    pub history: Vec<ModificationChange>,
+}
+
+/// What a new modification asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModificationRequest {
+    /// A merchant's (or an automatic) capture, refund, cancel or cancelOrRefund, checked by
+    /// `smartpay_domain::modification::plan`.
+    Merchant(Request),
+    /// The captured funds were settled (final at once).
+    Settlement,
+    /// A chargeback of this amount (final at once; the payment's status stays).
+    Chargeback(i64),
+}
+
+/// A modification to open, in one transaction with the checks that allow it.
+#[derive(Debug, Clone)]
+pub struct NewModification {
+    pub pk: String,
+    pub merchant_id: String,
+    pub payment_id: String,
+    pub modification_id: String,
+    pub request: ModificationRequest,
+    /// The currency the request named; another than the payment's is refused.
+    pub currency: Option<String>,
+    pub description: Option<String>,
+    pub custom_references: Option<String>,
+    /// Digest of the canonical request: a repeated `modificationId` with another is a conflict.
+    pub fingerprint: Vec<u8>,
+    pub at: Millis,
+    /// Moves the payment from AUTHORIZATION_PENDING to AUTHORIZATION_COMPLETED with these facts
+    /// first, in the same transaction (automatic capture on authorization).
+    pub authorize_first: Option<PaymentUpdate>,
+}
+
+/// What opening a modification did.
+#[derive(Debug, Clone)]
+pub enum BeginOutcome {
+    /// Opened; the payment as it is now (with the new modification).
+    Started { payment: Payment, pk: String },
+    /// Refused by the money rules; nothing was written.
+    Refused(smartpay_domain::modification::Refusal),
+    /// The request names another currency than the payment's; nothing was written.
+    CurrencyMismatch { expected: String },
+    /// No such payment for this merchant.
+    NotFound,
+    /// The `modificationId` was used before with the same request, which has an answer.
+    Replay { response: Vec<u8> },
+    /// The `modificationId` was used before with the same request, not answered yet.
+    Unanswered { payment: Payment, pk: String },
+    /// The `modificationId` was used before with another request.
+    Conflict,
+}
+
+/// A job to run later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    DelayedCapture,
+    AutoCancel,
+    Settlement,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 3] = [Self::DelayedCapture, Self::AutoCancel, Self::Settlement];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DelayedCapture => "DELAYED_CAPTURE",
+            Self::AutoCancel => "AUTO_CANCEL",
+            Self::Settlement => "SETTLEMENT",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A job a worker claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub kind: JobKind,
+    pub payment_id: String,
+    pub merchant_id: String,
+    pub attempts: u32,
 }
 
 /// A payment the expiry sweep moved to `EXPIRED`.
@@ -209,4 +358,6 @@ pub struct PaymentUpdate {
     pub reason: Option<String>,
     /// Counts the change as a card submission, refused once this many were made.
     pub attempt_cap: Option<u32>,
+    /// Jobs to schedule with the change (at most one of each kind per payment).
+    pub schedule: Vec<(JobKind, Millis)>,
 }

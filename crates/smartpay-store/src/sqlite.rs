@@ -7,6 +7,7 @@
 
 mod imp;
 mod migrate;
+mod modifications;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -4,6 +4,8 @@
 //! - `smartpay merchant create|list|disable|enable` — merchants.
 //! - `smartpay credential add|list|revoke` — API credentials (Basic keys, OAuth clients).
 //! - `smartpay keys rotate|list` — token-signing keys.
+//! - `smartpay payment chargeback` — operator actions on payments.
+//! - `smartpay verify` — the money invariants over every stored payment.
 
 use std::path::PathBuf;
 
@@ -49,6 +51,30 @@ enum Command {
     /// Manage token-signing keys.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Operator actions on payments.
+    #[command(subcommand)]
+    Payment(PaymentCmd),
+    /// Check every stored payment against the money invariants; prints each violation and
+    /// exits non-zero when there is one.
+    Verify,
+}
+
+#[derive(Subcommand)]
+enum PaymentCmd {
+    /// Record a chargeback (the payment's status stays; a CHARGEBACK modification explains it).
+    Chargeback {
+        /// The transactionId.
+        transaction: String,
+        /// The merchantKey the payment belongs to.
+        #[arg(long)]
+        merchant: String,
+        /// Amount in major units (e.g. 10.99); at most what was captured.
+        #[arg(long)]
+        amount: String,
+        /// Why (free text, e.g. the scheme's reason code).
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -96,11 +122,20 @@ enum MerchantCmd {
     },
     /// Enable a disabled merchant again.
     Enable { merchant: String },
-    /// Capture on authorization (`auto`, the default) or only through the Capture API (`manual`).
+    /// When authorizations are captured: on authorization (`auto`, the default), only through the
+    /// Capture API (`manual`), or automatically after a delay (`delayed`); and whether
+    /// authorizations left uncaptured are cancelled automatically.
     CaptureMode {
         merchant: String,
-        #[arg(value_parser = ["auto", "manual"])]
+        #[arg(value_parser = ["auto", "manual", "delayed"])]
         mode: String,
+        /// `delayed`: seconds from authorization to capture (default: capture_delay_seconds).
+        #[arg(long)]
+        delay: Option<u64>,
+        /// Cancel authorizations still uncaptured after this many seconds (default 1800, or
+        /// auto_cancel_seconds, when given without a value). Off when omitted.
+        #[arg(long, num_args = 0..=1, default_missing_value = "0")]
+        auto_cancel: Option<u64>,
     },
     /// Origins allowed to embed the merchant's widget (scheme://host[:port]).
     #[command(subcommand)]
@@ -227,7 +262,58 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merchant(cmd) => merchant(cfg, cmd).await,
         Command::Credential(cmd) => credential(cfg, cmd).await,
         Command::Keys(cmd) => keys(cfg, cmd).await,
+        Command::Payment(cmd) => payment(cfg, cmd).await,
+        Command::Verify => verify(cfg).await,
     }
+}
+
+async fn payment(cfg: Config, cmd: PaymentCmd) -> anyhow::Result<()> {
+    let (store, _) = smartpay_server::open_store(&cfg)?;
+    match cmd {
+        PaymentCmd::Chargeback { transaction, merchant, amount, reason } => {
+            let p = store
+                .payment(&merchant, &transaction)
+                .await?
+                .with_context(|| format!("no payment {transaction} of merchant {merchant}"))?;
+            let exponent = smartpay_domain::Currency::from_code(&p.currency).map_or(2, |c| c.exponent());
+            let minor = smartpay_domain::money::parse_minor(&amount, exponent)
+                .map_err(|e| anyhow::anyhow!("--amount {amount:?}: {e:?}"))?;
+            let outcome = store
+                .begin_modification(smartpay_store::NewModification {
+                    pk: uuid::Uuid::now_v7().to_string(),
+                    merchant_id: merchant.clone(),
+                    payment_id: transaction.clone(),
+                    modification_id: format!("chargeback-{}", uuid::Uuid::now_v7()),
+                    request: smartpay_store::ModificationRequest::Chargeback(minor),
+                    currency: None,
+                    description: reason,
+                    custom_references: None,
+                    fingerprint: Vec::new(),
+                    at: smartpay_domain::Millis::now(),
+                    authorize_first: None,
+                })
+                .await?;
+            match outcome {
+                smartpay_store::BeginOutcome::Started { .. } => {
+                    println!("chargeback of {amount} {} recorded on {transaction}", p.currency)
+                }
+                other => anyhow::bail!(
+                    "not recorded: {other:?} (a chargeback needs a captured payment and at most the captured amount)"
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn verify(cfg: Config) -> anyhow::Result<()> {
+    let (store, _) = smartpay_server::open_store(&cfg)?;
+    let report = smartpay_server::verify::verify_store(store.as_ref()).await?;
+    for v in &report.violations {
+        println!("{}  {}", v.transaction_id, v.problem);
+    }
+    println!("{} payments checked, {} violations", report.checked, report.violations.len());
+    if report.violations.is_empty() { Ok(()) } else { anyhow::bail!("invariants violated") }
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
@@ -350,9 +436,25 @@ async fn merchant(cfg: Config, cmd: MerchantCmd) -> anyhow::Result<()> {
             let registered = smartpay_store::IdentityIssuer { jwks, issuer, audience };
             store.set_identity_issuer(&merchant, registered).await.with_context(|| format!("merchant {merchant}"))?;
         }
-        MerchantCmd::CaptureMode { merchant, mode } => {
-            store.set_capture_mode(&merchant, &mode).await.with_context(|| format!("merchant {merchant}"))?;
-            println!("capture mode of {merchant}: {mode}");
+        MerchantCmd::CaptureMode { merchant, mode, delay, auto_cancel } => {
+            let parsed = smartpay_domain::modification::CaptureMode::parse(&mode)
+                .with_context(|| format!("capture mode {mode:?}"))?;
+            if delay.is_some() && parsed != smartpay_domain::modification::CaptureMode::Delayed {
+                anyhow::bail!("--delay is for capture mode delayed");
+            }
+            let auto_cancel = auto_cancel.map(|s| if s == 0 { cfg.auto_cancel_seconds } else { s });
+            store
+                .set_capture_policy(&merchant, parsed, delay, auto_cancel)
+                .await
+                .with_context(|| format!("merchant {merchant}"))?;
+            print!("capture mode of {merchant}: {mode}");
+            if parsed == smartpay_domain::modification::CaptureMode::Delayed {
+                print!(" after {} s", delay.unwrap_or(cfg.capture_delay_seconds));
+            }
+            match auto_cancel {
+                Some(s) => println!("; uncaptured authorizations are cancelled after {s} s"),
+                None => println!("; no automatic cancellation"),
+            }
         }
         MerchantCmd::Origins(cmd) => match cmd {
             OriginsCmd::Add { merchant, origin } => {

@@ -75,9 +75,19 @@ impl IntoResponse for ApiError {
             ApiError::MethodNotAllowed => {
                 (StatusCode::METHOD_NOT_ALLOWED, vec![Problem::new(ErrorCode::MethodNotAllowed)], vec![])
             }
-            ApiError::IdempotencyConflict { property } => {
-                (StatusCode::CONFLICT, vec![Problem::new(ErrorCode::IdempotencyConflict).at(property)], vec![])
+            ApiError::IdempotencyConflict { property, ignored } => {
+                (StatusCode::CONFLICT, vec![Problem::new(ErrorCode::IdempotencyConflict).at(property)], ignored)
             }
+            ApiError::AmountExceeds { code, remaining, currency, ignored } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                vec![
+                    Problem::new(code)
+                        .at("modifiedAmount.amount")
+                        .with("remaining", Fact::Text(remaining))
+                        .with("currencyCode", Fact::Text(currency)),
+                ],
+                ignored,
+            ),
             ApiError::RequestInProgress { property } => {
                 retry_after = Some("1");
                 (StatusCode::CONFLICT, vec![Problem::new(ErrorCode::RequestInProgress).at(property)], vec![])
@@ -90,10 +100,10 @@ impl IntoResponse for ApiError {
                 retry_after_owned = Some(retry_after.to_string());
                 (StatusCode::TOO_MANY_REQUESTS, vec![Problem::new(ErrorCode::RateLimited)], vec![])
             }
-            ApiError::InvalidState { status } => (
+            ApiError::InvalidState { status, ignored } => (
                 StatusCode::CONFLICT,
                 vec![Problem::new(ErrorCode::InvalidState).with("paymentStatus", Fact::Text(status.as_str().into()))],
-                vec![],
+                ignored,
             ),
             ApiError::ForbiddenOrigin => {
                 (StatusCode::FORBIDDEN, vec![Problem::new(ErrorCode::ForbiddenOrigin).at("Origin")], vec![])

@@ -240,3 +240,125 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 pub async fn openapi_json(_ctx: RequestCtx) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], super::openapi::document_json().to_owned()).into_response()
 }
+
+async fn modification(
+    state: &AppState,
+    who: &crate::auth::Principal,
+    op: smartpay_domain::modify::Operation,
+    body: &smartpay_domain::json::Value,
+) -> Result<Response, ApiError> {
+    let answer = crate::modify::request(state, who, op, body).await?;
+    let mut resp = json_response(StatusCode::OK, answer.body);
+    if answer.replayed {
+        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+/// Capture.
+#[utoipa::path(
+    post, path = "/payment/capture", tag = "Modifications",
+    description = "Captures all (no `modifiedAmount`) or part of an authorized payment; several partial captures may follow each other \
+        up to the authorized amount. The answer is the payment with the single `modification`; a provider's refusal is a \
+        `CAPTURE_FAILED` modification with MOD1 `error`/`errorDetails`. The same `modificationId` with the same body returns the \
+        first answer; with another body, 409.",
+    request_body(content = inline(Object), description = "The schema is `CaptureOrRefundRequest`.", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The payment and the capture", body = api::ModificationResponse),
+        (status = 400, description = "Invalid request, or another currency than the payment's (`currency_mismatch`)", body = api::ErrorBody),
+        (status = 401, description = "Not authenticated", body = api::ErrorBody),
+        (status = 403, description = "merchantKey is not the caller's", body = api::ErrorBody),
+        (status = 404, description = "No such payment for this merchant", body = api::ErrorBody),
+        (status = 409, description = "`invalid_state`, `idempotency_conflict` or `request_in_progress`", body = api::ErrorBody),
+        (status = 422, description = "`amount_exceeds_capturable`, with `remaining` in `context`", body = api::ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client address", body = api::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn capture(
+    State(state): State<Arc<AppState>>,
+    Caller(who): Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    modification(&state, &who, smartpay_domain::modify::Operation::Capture, &body).await
+}
+
+/// Refund.
+#[utoipa::path(
+    post, path = "/payment/refund", tag = "Modifications",
+    description = "Refunds all that is left (no `modifiedAmount`) or part of a captured or settled payment; several partial refunds \
+        may follow each other up to the captured amount. The payment becomes `REFUNDED` when everything captured is refunded. \
+        A provider's refusal is a `REFUND_FAILED` modification with MOD1 details.",
+    request_body(content = inline(Object), description = "The schema is `CaptureOrRefundRequest`.", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The payment and the refund", body = api::ModificationResponse),
+        (status = 400, description = "Invalid request, or another currency than the payment's (`currency_mismatch`)", body = api::ErrorBody),
+        (status = 401, description = "Not authenticated", body = api::ErrorBody),
+        (status = 403, description = "merchantKey is not the caller's", body = api::ErrorBody),
+        (status = 404, description = "No such payment for this merchant", body = api::ErrorBody),
+        (status = 409, description = "`invalid_state`, `idempotency_conflict` or `request_in_progress`", body = api::ErrorBody),
+        (status = 422, description = "`amount_exceeds_refundable`, with `remaining` in `context`", body = api::ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client address", body = api::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn refund(
+    State(state): State<Arc<AppState>>,
+    Caller(who): Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    modification(&state, &who, smartpay_domain::modify::Operation::Refund, &body).await
+}
+
+/// Cancel.
+#[utoipa::path(
+    post, path = "/payment/cancel", tag = "Modifications",
+    description = "Releases an authorization nothing was captured from (`AUTHORIZATION_COMPLETED`); the payment becomes `CANCELLED`.",
+    request_body(content = inline(Object), description = "The schema is `CancelRequest`.", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The payment and the cancellation", body = api::ModificationResponse),
+        (status = 400, description = "Invalid request", body = api::ErrorBody),
+        (status = 401, description = "Not authenticated", body = api::ErrorBody),
+        (status = 403, description = "merchantKey is not the caller's", body = api::ErrorBody),
+        (status = 404, description = "No such payment for this merchant", body = api::ErrorBody),
+        (status = 409, description = "`invalid_state`, `idempotency_conflict` or `request_in_progress`", body = api::ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client address", body = api::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Caller(who): Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    modification(&state, &who, smartpay_domain::modify::Operation::Cancel, &body).await
+}
+
+/// Cancel or refund.
+#[utoipa::path(
+    post, path = "/payment/cancelOrRefund", tag = "Modifications",
+    description = "Cancels the payment when nothing was captured, else refunds everything still refundable.",
+    request_body(content = inline(Object), description = "The schema is `CancelRequest`.", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The payment and the cancellation or refund", body = api::ModificationResponse),
+        (status = 400, description = "Invalid request", body = api::ErrorBody),
+        (status = 401, description = "Not authenticated", body = api::ErrorBody),
+        (status = 403, description = "merchantKey is not the caller's", body = api::ErrorBody),
+        (status = 404, description = "No such payment for this merchant", body = api::ErrorBody),
+        (status = 409, description = "`invalid_state`, `idempotency_conflict` or `request_in_progress`", body = api::ErrorBody),
+        (status = 422, description = "`amount_exceeds_refundable`: nothing is left to refund", body = api::ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client address", body = api::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub async fn cancel_or_refund(
+    State(state): State<Arc<AppState>>,
+    Caller(who): Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    modification(&state, &who, smartpay_domain::modify::Operation::CancelOrRefund, &body).await
+}

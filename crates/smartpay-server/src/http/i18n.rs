@@ -141,6 +141,18 @@ fn en(code: ErrorCode, p: &Problem) -> String {
         ErrorCode::InvalidCardData => "Invalid card data.".into(),
         ErrorCode::CardExpired => "The card has expired.".into(),
         ErrorCode::UnsupportedCardBrand => "This card brand is not supported.".into(),
+        ErrorCode::AmountExceedsCapturable => match (f("remaining"), f("currencyCode")) {
+            (Some(r), Some(c)) => format!("The amount exceeds what can still be captured: {r} {c}."),
+            _ => "The amount exceeds what can still be captured.".into(),
+        },
+        ErrorCode::AmountExceedsRefundable => match (f("remaining"), f("currencyCode")) {
+            (Some(r), Some(c)) => format!("The amount exceeds what can still be refunded: {r} {c}."),
+            _ => "The amount exceeds what can still be refunded.".into(),
+        },
+        ErrorCode::CurrencyMismatch => match f("expected") {
+            Some(c) => format!("The currency must be the payment's: {c}."),
+            None => "The currency must be the payment's.".into(),
+        },
         ErrorCode::RequestTimeout => "The request took too long to arrive or to answer. Retry it.".into(),
         ErrorCode::ServiceUnavailable => "The service is temporarily unavailable. Retry later.".into(),
         ErrorCode::InternalError => "Internal error. Please give the traceId to support.".into(),
@@ -235,6 +247,18 @@ fn de(code: ErrorCode, p: &Problem) -> String {
         ErrorCode::InvalidCardData => "Ungültige Kartenangabe.".into(),
         ErrorCode::CardExpired => "Die Karte ist abgelaufen.".into(),
         ErrorCode::UnsupportedCardBrand => "Diese Kartenmarke wird nicht unterstützt.".into(),
+        ErrorCode::AmountExceedsCapturable => match (f("remaining"), f("currencyCode")) {
+            (Some(r), Some(c)) => format!("Der Betrag übersteigt, was noch erfasst werden kann: {r} {c}."),
+            _ => "Der Betrag übersteigt, was noch erfasst werden kann.".into(),
+        },
+        ErrorCode::AmountExceedsRefundable => match (f("remaining"), f("currencyCode")) {
+            (Some(r), Some(c)) => format!("Der Betrag übersteigt, was noch erstattet werden kann: {r} {c}."),
+            _ => "Der Betrag übersteigt, was noch erstattet werden kann.".into(),
+        },
+        ErrorCode::CurrencyMismatch => match f("expected") {
+            Some(c) => format!("Die Währung muss die der Zahlung sein: {c}."),
+            None => "Die Währung muss die der Zahlung sein.".into(),
+        },
         ErrorCode::RequestTimeout => {
             "Die Anfrage kam nicht rechtzeitig an oder wurde nicht rechtzeitig beantwortet. Bitte erneut senden.".into()
         }

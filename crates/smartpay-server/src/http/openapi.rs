@@ -20,7 +20,8 @@ use super::{handlers, widget};
     info(title = "SmartPay API", description = "Merchant REST API of the self-hosted SmartPay payment platform. \
         Amounts are JSON numbers in major units, parsed exactly. Errors use the MOD2 body; codes are listed in docs/api.md."),
     paths(
-        handlers::create_checkout, handlers::payment_status, handlers::oauth_token, handlers::jwks,
+        handlers::create_checkout, handlers::payment_status, handlers::capture, handlers::refund,
+        handlers::cancel, handlers::cancel_or_refund, handlers::oauth_token, handlers::jwks,
         handlers::live, handlers::ready, handlers::openapi_json,
         widget::loader, widget::integrity, widget::bins, widget::frame, widget::frame_js, widget::frame_css,
         widget::challenge_return, widget::return_js, widget::submit, widget::complete, widget::hosted,
@@ -130,12 +131,14 @@ pub fn fields_schema(fields: &[Field]) -> Value {
     })
 }
 
-/// The token endpoint's form (RFC 6749 §4.4.2). Unknown parameters are ignored (§3.2); `scope`
-/// must be blank, since no scopes are defined (the pattern is Rust's `char::is_whitespace`).
+/// The token endpoint's form (RFC 6749 §4.4.2): at most 16 parameters; unknown ones are ignored
+/// (§3.2); `scope` must be blank, since no scopes are defined (the pattern is Rust's
+/// `char::is_whitespace`).
 fn token_form_schema() -> Value {
     json!({
         "type": "object",
         "required": ["grant_type"],
+        "maxProperties": 16,
         "properties": {
             "grant_type": {"type": "string", "enum": ["client_credentials"]},
             "client_id": {"type": "string", "description": "With client_secret; or send both in an Authorization: Basic header instead."},
@@ -163,6 +166,18 @@ pub fn document() -> &'static Value {
             json!({"$ref": "#/components/schemas/CreateCheckoutRequest"});
         doc["paths"]["/oauth2/token"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"] =
             token_form_schema();
+        use smartpay_domain::modify::{WITH_AMOUNT, WITHOUT_AMOUNT};
+        doc["components"]["schemas"]["CaptureOrRefundRequest"] = fields_schema(WITH_AMOUNT);
+        doc["components"]["schemas"]["CancelRequest"] = fields_schema(WITHOUT_AMOUNT);
+        for (path, schema) in [
+            ("/payment/capture", "CaptureOrRefundRequest"),
+            ("/payment/refund", "CaptureOrRefundRequest"),
+            ("/payment/cancel", "CancelRequest"),
+            ("/payment/cancelOrRefund", "CancelRequest"),
+        ] {
+            doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"] =
+                json!({"$ref": format!("#/components/schemas/{schema}")});
+        }
         doc
     })
 }

@@ -70,7 +70,11 @@ async fn card_outcomes_reach_the_status_api() {
 #[tokio::test]
 async fn manual_capture_merchants_stay_authorized() {
     let app = spawn_app().await;
-    app.state().store.set_capture_mode(&app.merchant.merchant_key, "manual").await.unwrap();
+    app.state()
+        .store
+        .set_capture_policy(&app.merchant.merchant_key, smartpay_domain::modification::CaptureMode::Manual, None, None)
+        .await
+        .unwrap();
     let c = app.create(&app.merchant).await;
     let answer: Value =
         app.submit(c["checkoutToken"].as_str().unwrap(), card("4111111111111111")).await.json().await.unwrap();

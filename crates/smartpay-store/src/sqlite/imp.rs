@@ -45,9 +45,12 @@ fn merchant_from(r: &Row<'_>) -> rusqlite::Result<Merchant> {
         id: r.get(0)?,
         name: r.get(1)?,
         status: if status == "ACTIVE" { MerchantStatus::Active } else { MerchantStatus::Disabled },
-        capture_mode: r.get(3)?,
+        capture_mode: smartpay_domain::modification::CaptureMode::parse(&r.get::<_, String>(3)?)
+            .unwrap_or(smartpay_domain::modification::CaptureMode::Auto),
         created_at: Millis(r.get(4)?),
         identity_jwks: r.get(5)?,
+        capture_delay_seconds: r.get::<_, Option<i64>>(6)?.and_then(|v| u64::try_from(v).ok()),
+        auto_cancel_seconds: r.get::<_, Option<i64>>(7)?.and_then(|v| u64::try_from(v).ok()),
     })
 }
 
@@ -94,7 +97,7 @@ fn ready<'a, T: Send + 'a>(r: Result<T, StoreError>) -> StoreFuture<'a, T> {
 }
 
 /// Writes a status change and its history row; the status must come from `transition`.
-fn record_status(
+pub(crate) fn record_status(
     conn: &Connection,
     payment_id: &str,
     from: PaymentStatus,
@@ -209,7 +212,7 @@ const PAYMENT_COLUMNS: &str =
     external_order_reference, custom_references, payment_method, reconciliation_reference_id, mit,
     created_at_ms, last_status_at_ms, expires_at_ms, identity_subject, provider, attempts, decline_code, challenge_url";
 
-fn read_payment(conn: &Connection, merchant_id: &str, id: &str) -> Result<Option<Payment>, StoreError> {
+pub(crate) fn read_payment(conn: &Connection, merchant_id: &str, id: &str) -> Result<Option<Payment>, StoreError> {
     read_payment_where(conn, "id = ?1 AND merchant_id = ?2", params![id, merchant_id])
 }
 
@@ -246,6 +249,7 @@ fn read_payment_where(
                         last_status_at: Millis(r.get(14)?),
                         expires_at: Millis(r.get(15)?),
                         history: Vec::new(),
+                        modifications: Vec::new(),
                     },
                     r.get::<_, String>(2)?,
                 ))
@@ -265,6 +269,7 @@ fn read_payment_where(
         let (s, at, reason) = row.map_err(map_err)?;
         p.history.push(StatusChange { status: status_from(&s)?, at: Millis(at), reason });
     }
+    p.modifications = super::modifications::read_modifications(conn, &p.id)?;
     Ok(Some(p))
 }
 
@@ -290,7 +295,7 @@ fn expire_tx(conn: &Connection, now: Millis, limit: u32) -> Result<Vec<Expired>,
     Ok(expired)
 }
 
-fn apply_events_tx(
+pub(crate) fn apply_events_tx(
     conn: &Connection,
     payment_id: &str,
     from: PaymentStatus,
@@ -350,6 +355,7 @@ fn apply_events_tx(
         }
         previous = status;
     }
+    super::modifications::schedule(conn, payment_id, &u.schedule)?;
     Ok(Some(to))
 }
 
@@ -423,14 +429,17 @@ impl Store for SqliteStore {
     fn create_merchant(&self, m: Merchant) -> StoreFuture<'_, ()> {
         boxed(self.write(move |c| {
             c.execute(
-                "INSERT INTO merchants (id, name, status, capture_mode, created_at_ms, identity_jwks) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO merchants (id, name, status, capture_mode, created_at_ms, identity_jwks,
+                     capture_delay_seconds, auto_cancel_seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     m.id,
                     m.name,
                     if m.status == MerchantStatus::Active { "ACTIVE" } else { "DISABLED" },
-                    m.capture_mode,
+                    m.capture_mode.as_str(),
                     m.created_at.0,
-                    m.identity_jwks
+                    m.identity_jwks,
+                    m.capture_delay_seconds.and_then(|v| i64::try_from(v).ok()),
+                    m.auto_cancel_seconds.and_then(|v| i64::try_from(v).ok())
                 ],
             )
             .map_err(map_err)?;
@@ -441,7 +450,8 @@ impl Store for SqliteStore {
     fn merchant(&self, id: &str) -> StoreFuture<'_, Option<Merchant>> {
         ready(self.read(|c| {
             c.query_row(
-                "SELECT id, name, status, capture_mode, created_at_ms, identity_jwks FROM merchants WHERE id = ?1",
+                "SELECT id, name, status, capture_mode, created_at_ms, identity_jwks, capture_delay_seconds,
+                    auto_cancel_seconds FROM merchants WHERE id = ?1",
                 [id],
                 merchant_from,
             )
@@ -454,7 +464,8 @@ impl Store for SqliteStore {
         ready(self.read(|c| {
             let mut s = c
                 .prepare(
-                    "SELECT id, name, status, capture_mode, created_at_ms, identity_jwks FROM merchants ORDER BY created_at_ms, id",
+                    "SELECT id, name, status, capture_mode, created_at_ms, identity_jwks, capture_delay_seconds,
+                        auto_cancel_seconds FROM merchants ORDER BY created_at_ms, id",
                 )
                 .map_err(map_err)?;
             let rows = s.query_map([], merchant_from).map_err(map_err)?;
@@ -468,9 +479,86 @@ impl Store for SqliteStore {
         self.write_one("UPDATE merchants SET status = ?1 WHERE id = ?2", args, Epoch::Bump)
     }
 
-    fn set_capture_mode(&self, id: &str, mode: &str) -> StoreFuture<'_, ()> {
-        let args = vec![Value::from(mode.to_owned()), Value::from(id.to_owned())];
-        self.write_one("UPDATE merchants SET capture_mode = ?1 WHERE id = ?2", args, Epoch::Keep)
+    fn set_capture_policy(
+        &self,
+        id: &str,
+        mode: smartpay_domain::modification::CaptureMode,
+        delay_seconds: Option<u64>,
+        auto_cancel_seconds: Option<u64>,
+    ) -> StoreFuture<'_, ()> {
+        let secs = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok()).map_or(Value::Null, Value::from);
+        let args = vec![
+            Value::from(mode.as_str().to_owned()),
+            secs(delay_seconds),
+            secs(auto_cancel_seconds),
+            Value::from(id.to_owned()),
+        ];
+        self.write_one(
+            "UPDATE merchants SET capture_mode = ?1, capture_delay_seconds = ?2, auto_cancel_seconds = ?3 WHERE id = ?4",
+            args,
+            Epoch::Keep,
+        )
+    }
+
+    fn begin_modification(&self, m: NewModification) -> StoreFuture<'_, BeginOutcome> {
+        boxed(self.write(move |c| super::modifications::begin_tx(c, &m)))
+    }
+
+    fn finish_modification(
+        &self,
+        pk: &str,
+        outcome: smartpay_domain::modification::ModificationStatus,
+        reconciliation_reference_id: Option<String>,
+        failure_code: Option<String>,
+        at: Millis,
+        schedule: Vec<(JobKind, Millis)>,
+    ) -> StoreFuture<'_, Option<Payment>> {
+        let pk = pk.to_owned();
+        boxed(self.write(move |c| {
+            super::modifications::finish_tx(
+                c,
+                &pk,
+                outcome,
+                reconciliation_reference_id.as_deref(),
+                failure_code.as_deref(),
+                at,
+                &schedule,
+            )
+        }))
+    }
+
+    fn save_modification_response(&self, pk: &str, response: Vec<u8>) -> StoreFuture<'_, ()> {
+        let args = vec![Value::from(response), Value::from(pk.to_owned())];
+        self.write_one("UPDATE modifications SET response = ?1 WHERE id = ?2 AND response IS NULL", args, Epoch::Keep)
+    }
+
+    fn claim_due_jobs(&self, now: Millis, lease_ms: i64, limit: u32) -> StoreFuture<'_, Vec<Job>> {
+        boxed(self.write(move |c| super::modifications::claim_jobs_tx(c, now, lease_ms, limit)))
+    }
+
+    fn complete_job(&self, id: i64) -> StoreFuture<'_, ()> {
+        boxed(self.write(move |c| {
+            c.execute("DELETE FROM jobs WHERE id = ?1", [id]).map_err(map_err)?;
+            Ok(())
+        }))
+    }
+
+    fn retry_job(&self, id: i64, due_at: Millis) -> StoreFuture<'_, ()> {
+        boxed(self.write(move |c| {
+            c.execute("UPDATE jobs SET due_at_ms = ?1, lease_until_ms = 0 WHERE id = ?2", params![due_at.0, id])
+                .map_err(map_err)?;
+            Ok(())
+        }))
+    }
+
+    fn payment_keys_after(&self, after: &str, limit: u32) -> StoreFuture<'_, Vec<(String, String)>> {
+        ready(self.read(|c| {
+            let mut s = c
+                .prepare_cached("SELECT merchant_id, id FROM payments WHERE id > ?1 ORDER BY id LIMIT ?2")
+                .map_err(map_err)?;
+            let rows = s.query_map(params![after, limit], |r| Ok((r.get(0)?, r.get(1)?))).map_err(map_err)?;
+            rows.collect::<Result<_, _>>().map_err(map_err)
+        }))
     }
 
     fn set_identity_jwks(&self, id: &str, jwks: Option<String>) -> StoreFuture<'_, ()> {

@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql")),
     (2, "card_payments", include_str!("../../migrations/sqlite/0002_card_payments.sql")),
     (3, "identity_issuer", include_str!("../../migrations/sqlite/0003_identity_issuer.sql")),
+    (4, "modifications", include_str!("../../migrations/sqlite/0004_modifications.sql")),
 ];
 
 /// Applies every migration the database has not seen yet.

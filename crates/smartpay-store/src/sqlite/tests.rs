@@ -15,7 +15,9 @@ async fn merchant(store: &SqliteStore, id: &str) {
             id: id.into(),
             name: "Shop".into(),
             status: MerchantStatus::Active,
-            capture_mode: "auto".into(),
+            capture_mode: smartpay_domain::modification::CaptureMode::Auto,
+            capture_delay_seconds: None,
+            auto_cancel_seconds: None,
             identity_jwks: None,
             created_at: Millis(1),
         })
