@@ -42,8 +42,8 @@ pub struct AppState {
     /// This server's base URL as browsers reach it, known once the listener is bound.
     public_base: OnceLock<String>,
     local_addr: OnceLock<std::net::SocketAddr>,
-    /// The sandbox acquirer's machine API (its loopback address and key), once started.
-    acquirer_api: OnceLock<(std::net::SocketAddr, String)>,
+    /// The sandbox acquirer's machine API (its base URL and key), once known.
+    acquirer_api: OnceLock<(String, String)>,
     providers: OnceLock<Registry>,
 }
 
@@ -166,10 +166,10 @@ impl AppState {
     pub fn providers(&self) -> &Registry {
         self.providers.get_or_init(|| {
             let mut config = ProvidersConfig::default();
-            if let Some((addr, key)) = self.acquirer_api.get() {
-                // The connector reaches the acquirer over loopback HTTP, as it would a real one.
+            if let Some((base_url, key)) = self.acquirer_api.get() {
+                // The connector reaches the acquirer over HTTP, as it would a real one.
                 config.sandbox = Some(ConnectorConfig {
-                    base_url: format!("http://{addr}"),
+                    base_url: base_url.clone(),
                     timeout: Duration::from_millis(self.config.provider_timeout_ms),
                     api_key: key.clone(),
                 });
@@ -230,12 +230,18 @@ pub async fn start(state: Arc<AppState>) -> anyhow::Result<Running> {
     }
 
     let mut challenge_router = None;
-    if state.config.sandbox_enabled() {
+    if let (true, Some(url), Some(key)) = (
+        state.config.sandbox_enabled(),
+        state.config.sandbox_acquirer_url.clone(),
+        state.config.sandbox_acquirer_key.clone(),
+    ) {
+        let _ = state.acquirer_api.set((url.trim_end_matches('/').to_owned(), key));
+    } else if state.config.sandbox_enabled() {
         let key = crate::secrets::random_alphanumeric(32)?;
         let spawned = smartpay_providers::sandbox::acquirer::spawn(state.acquirer_config(key.clone()))
             .await
             .context("starting the sandbox acquirer")?;
-        let _ = state.acquirer_api.set((spawned.api_addr, key));
+        let _ = state.acquirer_api.set((format!("http://{}", spawned.api_addr), key));
         challenge_router = Some(spawned.challenge_router.clone());
         let mut stop = rx.clone();
         tasks.push(tokio::spawn(async move {

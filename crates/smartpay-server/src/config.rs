@@ -59,6 +59,10 @@ pub struct Config {
     /// sandbox mode; production mode refuses it unless `allow_sandbox_in_production` is set.
     pub sandbox_acquirer: Option<bool>,
     pub allow_sandbox_in_production: bool,
+    /// A sandbox acquirer running as its own process (`smartpay sandbox-acquirer`): its API base
+    /// URL and key. Unset: the server starts one in-process on a loopback port.
+    pub sandbox_acquirer_url: Option<String>,
+    pub sandbox_acquirer_key: Option<String>,
     /// Sandbox acquirer: added latency, how long pending cards stay pending, and how long the
     /// "no answer in time" card makes SmartPay wait.
     pub sandbox_latency_ms: u64,
@@ -132,6 +136,8 @@ impl Default for Config {
             bootstrap_sandbox_merchant: true,
             sandbox_acquirer: None,
             allow_sandbox_in_production: false,
+            sandbox_acquirer_url: None,
+            sandbox_acquirer_key: None,
             sandbox_latency_ms: 0,
             sandbox_pending_delay_ms: 5000,
             sandbox_slow_delay_ms: 30_000,
@@ -229,6 +235,8 @@ impl Config {
                 "BOOTSTRAP_SANDBOX_MERCHANT" => cfg.bootstrap_sandbox_merchant = value == "true" || value == "1",
                 "SANDBOX_ACQUIRER" => cfg.sandbox_acquirer = Some(value == "true" || value == "1"),
                 "SANDBOX_LATENCY_MS" => cfg.sandbox_latency_ms = num(&value)?,
+                "SANDBOX_ACQUIRER_URL" => cfg.sandbox_acquirer_url = Some(value),
+                "SANDBOX_ACQUIRER_KEY" => cfg.sandbox_acquirer_key = Some(value),
                 "SANDBOX_PENDING_DELAY_MS" => cfg.sandbox_pending_delay_ms = num(&value)?,
                 "SANDBOX_SLOW_DELAY_MS" => cfg.sandbox_slow_delay_ms = num(&value)?,
                 "PROVIDER_TIMEOUT_MS" => cfg.provider_timeout_ms = num(&value)?,
@@ -332,6 +340,9 @@ impl Config {
         }
         if !(256..=65_536).contains(&self.token_max_body_bytes) {
             return Err(ConfigError::Invalid("token_max_body_bytes must be between 256 and 65536".into()));
+        }
+        if self.sandbox_acquirer_url.is_some() != self.sandbox_acquirer_key.is_some() {
+            return Err(ConfigError::Invalid("sandbox_acquirer_url and sandbox_acquirer_key go together".into()));
         }
         for (merchant, p) in &self.capture_policies {
             if smartpay_domain::modification::CaptureMode::parse(&p.mode).is_none() {

@@ -57,6 +57,27 @@ enum Command {
     /// Check every stored payment against the money invariants; prints each violation and
     /// exits non-zero when there is one.
     Verify,
+    /// Run the sandbox acquirer as its own process (a fake card acquirer that survives the
+    /// server's restarts); point the server at it with SMARTPAY_SANDBOX_ACQUIRER_URL and _KEY.
+    SandboxAcquirer(AcquirerArgs),
+}
+
+#[derive(Args)]
+struct AcquirerArgs {
+    /// The machine API (loopback only), e.g. 127.0.0.1:9300.
+    #[arg(long)]
+    listen: std::net::SocketAddr,
+    /// The shopper-facing 3-D Secure pages, e.g. 127.0.0.1:9301.
+    #[arg(long)]
+    public_listen: std::net::SocketAddr,
+    /// The bearer key the server's connector sends (at least 16 characters; also
+    /// SMARTPAY_SANDBOX_ACQUIRER_KEY).
+    #[arg(long, env = "SMARTPAY_SANDBOX_ACQUIRER_KEY")]
+    key: String,
+    /// SmartPay's public base URL: challenges return to its /widget/challenge-return and only its
+    /// card frame may hold them.
+    #[arg(long)]
+    smartpay_url: String,
 }
 
 #[derive(Subcommand)]
@@ -264,6 +285,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys(cfg, cmd).await,
         Command::Payment(cmd) => payment(cfg, cmd).await,
         Command::Verify => verify(cfg).await,
+        Command::SandboxAcquirer(args) => sandbox_acquirer(cfg, args).await,
     }
 }
 
@@ -303,6 +325,35 @@ async fn payment(cfg: Config, cmd: PaymentCmd) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+async fn sandbox_acquirer(cfg: Config, args: AcquirerArgs) -> anyhow::Result<()> {
+    use smartpay_providers::sandbox::acquirer;
+    smartpay_server::telemetry::init(cfg.log_format, &cfg.log_level);
+    let base = args.smartpay_url.trim_end_matches('/').to_owned();
+    let config = acquirer::AcquirerConfig {
+        latency: std::time::Duration::from_millis(cfg.sandbox_latency_ms),
+        pending_delay: std::time::Duration::from_millis(cfg.sandbox_pending_delay_ms),
+        slow_delay: std::time::Duration::from_millis(cfg.sandbox_slow_delay_ms),
+        public_base: format!("http://{}", args.public_listen),
+        return_url: format!("{base}/widget/challenge-return"),
+        frame_ancestor: base,
+        api_key: args.key,
+        max_authorizations: 100_000,
+        listen: args.listen,
+    };
+    let spawned = acquirer::spawn(config).await.context("starting the sandbox acquirer")?;
+    let public = tokio::net::TcpListener::bind(args.public_listen)
+        .await
+        .with_context(|| format!("listening on {}", args.public_listen))?;
+    println!("sandbox acquirer: API on http://{}, challenges on http://{}", spawned.api_addr, args.public_listen);
+    let pages = spawned.challenge_router.clone();
+    tokio::select! {
+        served = axum::serve(public, pages) => served.context("challenge pages")?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    spawned.shutdown().await;
     Ok(())
 }
 

@@ -74,6 +74,14 @@ pub struct Authorization {
     pub challenge_url: Option<String>,
     pub amount: i64,
     pub currency: String,
+    /// Sums of the successful captures and refunds, and whether it was cancelled: what the
+    /// acquirer actually did (tests count effects with it).
+    #[serde(default)]
+    pub captured: i64,
+    #[serde(default)]
+    pub refunded: i64,
+    #[serde(default)]
+    pub cancelled: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

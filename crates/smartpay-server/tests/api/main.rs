@@ -8,6 +8,7 @@ mod auth;
 mod checkout;
 mod edge;
 mod idempotency;
+mod modifications;
 mod ops;
 mod payments;
 

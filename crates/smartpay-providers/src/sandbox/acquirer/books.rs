@@ -106,6 +106,9 @@ impl Auth {
             challenge_url: (self.status == "CHALLENGE").then(|| format!("{public_base}/v1/challenges/{}", self.id)),
             amount: self.amount,
             currency: self.currency.clone(),
+            captured: self.captured,
+            refunded: self.refunded,
+            cancelled: self.cancelled,
         }
     }
 }
