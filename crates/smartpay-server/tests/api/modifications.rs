@@ -120,3 +120,54 @@ async fn a_cancel_releases_an_uncaptured_authorization() {
     let r = app.modify("capture", app.mod_body(&id, "c-2", None)).await;
     assert_eq!(r.status(), 409);
 }
+
+#[tokio::test]
+async fn every_error_lists_the_unknown_properties_of_the_body() {
+    let app = spawn_app().await;
+    // 403 merchant_key_mismatch and 409 idempotency_conflict on Create Checkout.
+    let mut body = app.body(&app.merchant);
+    body["merchantKey"] = json!(app.other.merchant_key);
+    body["shoeSize"] = json!(44);
+    let r = app.create_raw(&app.basic(&app.merchant), &body.to_string(), &[]).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["ignoredProperties"], json!(["shoeSize"]));
+    let mut body = app.body(&app.merchant);
+    body["partnerReference"] = json!("ORDER-7");
+    assert_eq!(app.create_raw(&app.basic(&app.merchant), &body.to_string(), &[]).await.status(), 200);
+    body["payment"]["amount"] = json!(11.99);
+    body["shoeSize"] = json!(44);
+    let r = app.create_raw(&app.basic(&app.merchant), &body.to_string(), &[]).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.json::<Value>().await.unwrap()["ignoredProperties"], json!(["shoeSize"]));
+    // The modification endpoints: invalid state, too large, another merchant's key.
+    let id = app.paid("4111111111111111", true).await;
+    let mut refund = app.mod_body(&id, "r-1", None);
+    refund["hatSize"] = json!(7);
+    let r = app.modify("refund", refund).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.json::<Value>().await.unwrap()["ignoredProperties"], json!(["hatSize"]));
+    let mut capture = app.mod_body(&id, "c-1", Some(20.0));
+    capture["hatSize"] = json!(7);
+    let r = app.modify("capture", capture.clone()).await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.json::<Value>().await.unwrap()["ignoredProperties"], json!(["hatSize"]));
+    capture["merchantKey"] = json!(app.other.merchant_key);
+    let r = app.modify("capture", capture).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["ignoredProperties"], json!(["hatSize"]));
+}
+
+#[tokio::test]
+async fn a_refused_refund_is_a_refund_failed_modification_and_the_payment_stays_captured() {
+    let app = spawn_app().await;
+    let id = app.paid("4000000000005126", false).await;
+    let r = app.modify("refund", app.mod_body(&id, "r-1", Some(5.0))).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["paymentStatus"], "CAPTURED");
+    assert_eq!(v["modification"]["status"], "REFUND_FAILED");
+    assert!(v["error"].as_str().unwrap().starts_with("payment_provider_"), "{v}");
+    assert_eq!(v["amounts"]["refundable"], json!(10.99), "a failed refund leaves everything refundable");
+    let report = smartpay_server::verify::verify_store(app.state().store.as_ref()).await.unwrap();
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+}
