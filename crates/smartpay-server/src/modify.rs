@@ -188,10 +188,15 @@ pub async fn drive(state: &AppState, payment: Payment, pk: &str) -> Result<Payme
             tracing::info!(transaction_id = %payment.id, kind = m.kind.as_str(), reason = %reason, "provider refused a modification");
             (m.kind.final_status(false), None, Some(failure_code(m.kind, &reason)))
         }
-        ModifyOutcome::Pending { .. } | ModifyOutcome::Unknown => {
-            // Left pending for the pending-resolution work: the provider reference of the
-            // payment and this modification's id (the idempotency key sent) find it again.
-            tracing::warn!(transaction_id = %payment.id, modification = %pk, "no final answer from the provider");
+        ModifyOutcome::Pending { reference } => {
+            // Left pending for the pending-resolution work, with what it polls by: the
+            // provider's reference and this modification's id (the idempotency key sent).
+            tracing::info!(transaction_id = %payment.id, modification = %pk, "the provider will confirm later");
+            state.store.note_modification_reference(pk, &reference).await?;
+            return Ok(state.store.payment(&payment.merchant_id, &payment.id).await?.unwrap_or(payment));
+        }
+        ModifyOutcome::Unknown => {
+            tracing::warn!(transaction_id = %payment.id, modification = %pk, "no answer from the provider");
             return Ok(payment);
         }
     };

@@ -137,6 +137,9 @@ pub trait Store: Send + Sync + 'static {
         at: Millis,
         schedule: Vec<(JobKind, Millis)>,
     ) -> StoreFuture<'_, Option<Payment>>;
+    /// Records the provider's reference of a modification that is still pending (what the
+    /// pending-resolution work polls with, besides the idempotency key: the modification's id).
+    fn note_modification_reference(&self, pk: &str, reference: &str) -> StoreFuture<'_, ()>;
     /// Keeps the first answer to a modification request, for replays of its `modificationId`.
     fn save_modification_response(&self, pk: &str, response: Vec<u8>) -> StoreFuture<'_, ()>;
     /// Sets a merchant's capture mode, capture delay and automatic cancellation.

@@ -527,6 +527,11 @@ impl Store for SqliteStore {
         }))
     }
 
+    fn note_modification_reference(&self, pk: &str, reference: &str) -> StoreFuture<'_, ()> {
+        let args = vec![Value::from(reference.to_owned()), Value::from(pk.to_owned())];
+        self.write_one("UPDATE modifications SET reconciliation_reference_id = ?1 WHERE id = ?2", args, Epoch::Keep)
+    }
+
     fn save_modification_response(&self, pk: &str, response: Vec<u8>) -> StoreFuture<'_, ()> {
         let args = vec![Value::from(response), Value::from(pk.to_owned())];
         self.write_one("UPDATE modifications SET response = ?1 WHERE id = ?2 AND response IS NULL", args, Epoch::Keep)
