@@ -25,7 +25,8 @@ use super::{handlers, widget};
         handlers::live, handlers::ready, handlers::openapi_json,
         widget::loader, widget::integrity, widget::bins, widget::frame, widget::frame_js, widget::frame_css,
         widget::challenge_return, widget::return_js, widget::submit, widget::complete, widget::hosted,
-        widget::hosted_js, widget::demo, widget::demo_js, widget::demo_checkout, widget::demo_status
+        widget::hosted_js, widget::demo, widget::demo_js, widget::demo_checkout, widget::demo_status,
+        widget::demo_capture, widget::demo_refund, widget::demo_cancel
     ),
     modifiers(&Security)
 )]
@@ -61,7 +62,8 @@ impl utoipa::Modify for Security {
 fn text_schema(min: usize, max: usize, text: Text) -> Value {
     let mut s = json!({"type": "string", "minLength": min, "maxLength": max});
     let extra = match text {
-        Text::Any => json!({}),
+        // No control characters or bidirectional overrides (`schema::is_forbidden_char`).
+        Text::Any => json!({"pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069]*$"}),
         Text::Uuid => json!({"format": "uuid"}),
         Text::Charset(chars) => {
             let escaped: String =
