@@ -281,7 +281,8 @@ impl Config {
                 "MERCHANT_SUBMITS_PER_MINUTE" => {
                     cfg.merchant_submits_per_minute = u32::try_from(num(&value)?).map_err(|_| bad("too large"))?
                 }
-                "CONFIG" => {}
+                // FAILPOINTS is read by AppState (crash tests, sandbox mode only).
+                "CONFIG" | "FAILPOINTS" => {}
                 _ => return Err(bad("unknown setting")),
             }
         }
@@ -410,6 +411,7 @@ mod tests {
     fn mistakes_are_named() {
         let e = Config::load(None, env(&[("SMARTPAY_LISTEN", "nowhere")])).unwrap_err().to_string();
         assert!(e.contains("SMARTPAY_LISTEN"), "{e}");
+        assert!(Config::load(None, env(&[("SMARTPAY_FAILPOINTS", "capture.opened")])).is_ok(), "read by AppState");
         let e = Config::load(None, env(&[("SMARTPAY_TYPO", "1")])).unwrap_err().to_string();
         assert!(e.contains("unknown setting"), "{e}");
         let e = Config::load(None, env(&[("SMARTPAY_MODE", "production")])).unwrap_err().to_string();

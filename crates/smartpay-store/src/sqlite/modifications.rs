@@ -103,8 +103,11 @@ pub(crate) fn schedule(conn: &Connection, payment_id: &str, jobs: &[(JobKind, Mi
     Ok(())
 }
 
+/// A modification already stored under a `modificationId`: its id, payment, fingerprint and answer.
+type Existing = (String, String, Vec<u8>, Option<Vec<u8>>);
+
 pub(crate) fn begin_tx(conn: &Connection, m: &NewModification) -> Result<BeginOutcome, StoreError> {
-    let existing: Option<(String, String, Vec<u8>, Option<Vec<u8>>)> = conn
+    let existing: Option<Existing> = conn
         .prepare_cached(
             "SELECT id, payment_id, fingerprint, response FROM modifications WHERE merchant_id = ?1 AND modification_id = ?2",
         )

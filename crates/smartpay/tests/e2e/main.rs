@@ -8,6 +8,10 @@ mod adversarial;
 mod canary;
 mod cli;
 mod crash;
+mod modifications_cli;
+mod modifications_crash;
+mod modifications_crash_loop;
+mod modifications_rig;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
