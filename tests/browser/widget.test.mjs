@@ -323,3 +323,39 @@ test('a newcomer pays in the demo shop and sees CAPTURED from Get Payment Status
   await shot(page, 'demo');
   await context.close();
 });
+
+test('a newcomer refunds a demo payment in part, then in full, and sees a late cancel refused', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${SP}/demo`);
+  assert.equal(await page.locator('#manage').isVisible(), false, 'no buttons before a payment exists');
+  await page.locator('#start').click();
+  const f = page.frameLocator('iframe[title="SmartPay payment form"]');
+  await f.locator('#number').fill('4111 1111 1111 1111');
+  await f.locator('#expiry').fill(EXPIRY);
+  await f.locator('#cvc').fill('737');
+  await f.locator('#pay').click();
+  await page.waitForFunction(() => document.getElementById('status').textContent.includes('"paymentStatus"'), null, { timeout: 15000 });
+  const paid = JSON.parse(await page.locator('#status').textContent());
+  assert.equal(paid.paymentStatus, 'CAPTURED');
+  const answer = async (button, expected) => {
+    await page.locator(button).click();
+    await page.waitForFunction((e) => document.getElementById('status').textContent.includes(e), expected, { timeout: 15000 });
+    return await page.locator('#status').textContent();
+  };
+  await page.locator('#mod-amount').fill('4.00');
+  const partial = JSON.parse(await answer('#refund', '"modification"'));
+  assert.equal(partial.transactionId, paid.transactionId);
+  assert.equal(partial.paymentStatus, 'CAPTURED');
+  assert.equal(partial.modification.modificationData.type, 'REFUND');
+  assert.equal(partial.modification.status, 'REFUNDED');
+  assert.equal(partial.amounts.refunded, 4);
+  await page.locator('#mod-amount').fill('');
+  const full = JSON.parse(await answer('#refund', '"REFUNDED"'));
+  assert.equal(full.paymentStatus, 'REFUNDED');
+  assert.equal(full.amounts.refunded, 10.99);
+  const refused = await answer('#cancel', 'HTTP 409');
+  assert.match(refused, /invalid_state/);
+  await shot(page, 'demo-refund');
+  await context.close();
+});

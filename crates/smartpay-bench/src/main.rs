@@ -2,14 +2,16 @@
 //!
 //! `smartpay-bench run` provisions a merchant with the `smartpay` binary, starts the server,
 //! drives Create Checkout and Get Payment Status with many concurrent keep-alive clients
-//! (half Basic, half Bearer), then runs the same load against the ceiling server and prints
-//! throughput, p50/p99/p99.9 latency and the ratios. `--report FILE` writes the results as
-//! Markdown with a description of the machine.
+//! (half Basic, half Bearer), the whole checkout flow, then full captures and full refunds of
+//! payments authorized beforehand for a second, manual-capture merchant; then it runs the same
+//! Create and Status load against the ceiling server and prints throughput, p50/p99/p99.9
+//! latency and the ratios. `--report FILE` writes the results as Markdown with a description of
+//! the machine.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -45,12 +47,31 @@ struct Args {
     auth: String,
     #[arg(long, default_value = "")]
     merchant_key: String,
+    /// Payments authorized (not captured) before the capture phase, 4,000 per second of a
+    /// phase by default; the capture and refund phases end early when they run out.
+    #[arg(long)]
+    prepared: Option<usize>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Create,
     Status,
+    /// Full captures (`POST /payment/capture`), each prepared payment once.
+    Capture,
+    /// Full refunds (`POST /payment/refund`), each captured payment once.
+    Refund,
+}
+
+impl Phase {
+    /// The modification endpoint, and the `paymentStatus` a successful answer carries.
+    fn modification(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Phase::Capture => Some(("capture", "\"paymentStatus\":\"CAPTURED\"")),
+            Phase::Refund => Some(("refund", "\"paymentStatus\":\"REFUNDED\"")),
+            Phase::Create | Phase::Status => None,
+        }
+    }
 }
 
 /// Per-step latencies of the whole flow: create → card submit → status.
@@ -76,15 +97,61 @@ fn card_expiry() -> String {
     format!("12/{:02}", (1970 + secs / 31_556_952 + 3) % 100)
 }
 
+/// The approving test card as the card frame submits it, built once.
+fn card() -> &'static str {
+    static CARD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CARD.get_or_init(|| format!(r#"{{"number":"4111111111111111","expiry":"{}","cvc":"737"}}"#, card_expiry()))
+}
+
+/// Create Checkout: the new payment's `transactionId` and `checkoutToken`.
+async fn create(client: &reqwest::Client, base: &str, auth: &str, body: &str) -> Option<(String, String)> {
+    let r = client
+        .post(format!("{base}/payment/creation"))
+        .header("Authorization", auth)
+        .header("Content-Type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    let v = r.json::<Value>().await.ok()?;
+    Some((v["transactionId"].as_str()?.to_owned(), v["checkoutToken"].as_str()?.to_owned()))
+}
+
+/// The card frame's submission of the approving card; `report` prints why it failed.
+async fn pay(client: &reqwest::Client, base: &str, token: &str, report: bool) -> bool {
+    let paid = client
+        .post(format!("{base}/widget/api/payments"))
+        .header("Origin", base)
+        .header("X-Checkout-Token", token)
+        .header("Content-Type", "application/json")
+        .body(card())
+        .send()
+        .await;
+    match paid {
+        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+        Ok(r) => {
+            if report {
+                eprintln!("card submit answered {}: {}", r.status(), r.text().await.unwrap_or_default());
+            }
+            false
+        }
+        Err(e) => {
+            if report {
+                eprintln!("card submit failed: {e}");
+            }
+            false
+        }
+    }
+}
+
 /// Drives the integration guide's whole flow with the approving test card.
 async fn drive_flow(base: &str, auths: &[String], body: &str, args: &Args) -> anyhow::Result<FlowOutcome> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).tcp_nodelay(true).build()?;
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let started = Instant::now();
-    // Leaked once so every request sends it as a `&'static str`, without a copy.
-    let card: &'static str = Box::leak(
-        format!(r#"{{"number":"4111111111111111","expiry":"{}","cvc":"737"}}"#, card_expiry()).into_boxed_str(),
-    );
     let mut tasks = Vec::new();
     for worker in 0..args.concurrency {
         let (client, auth, base, body) =
@@ -94,49 +161,12 @@ async fn drive_flow(base: &str, auths: &[String], body: &str, args: &Args) -> an
             let (mut flows, mut errors) = (0usize, 0usize);
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                let created = client
-                    .post(format!("{base}/payment/creation"))
-                    .header("Authorization", &auth)
-                    .header("Content-Type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await;
-                let Some(v) = (match created {
-                    Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
-                    _ => None,
-                }) else {
-                    errors += 1;
-                    continue;
-                };
-                let (Some(id), Some(token)) = (v["transactionId"].as_str(), v["checkoutToken"].as_str()) else {
+                let Some((id, token)) = create(&client, &base, &auth, &body).await else {
                     errors += 1;
                     continue;
                 };
                 let t1 = Instant::now();
-                let paid = client
-                    .post(format!("{base}/widget/api/payments"))
-                    .header("Origin", &base)
-                    .header("X-Checkout-Token", token)
-                    .header("Content-Type", "application/json")
-                    .body(card)
-                    .send()
-                    .await;
-                let paid_ok = match paid {
-                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-                    Ok(r) => {
-                        if errors == 0 {
-                            eprintln!("card submit answered {}: {}", r.status(), r.text().await.unwrap_or_default());
-                        }
-                        false
-                    }
-                    Err(e) => {
-                        if errors == 0 {
-                            eprintln!("card submit failed: {e}");
-                        }
-                        false
-                    }
-                };
-                if !paid_ok {
+                if !pay(&client, &base, &token, errors == 0).await {
                     errors += 1;
                     continue;
                 }
@@ -177,6 +207,48 @@ async fn drive_flow(base: &str, auths: &[String], body: &str, args: &Args) -> an
     Ok(out)
 }
 
+/// Creates and pays `count` checkouts (untimed): the `transactionId`s of those authorized.
+/// For a manual-capture merchant they wait in `AUTHORIZATION_COMPLETED` for the capture phase.
+async fn prepare(base: &str, auths: &[String], body: &str, count: usize, args: &Args) -> anyhow::Result<Vec<String>> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).tcp_nodelay(true).build()?;
+    let (claimed, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut tasks = Vec::new();
+    for worker in 0..args.concurrency {
+        let (client, auth, base, body) =
+            (client.clone(), auths[worker % auths.len()].clone(), base.to_owned(), body.to_owned());
+        let (claimed, failed) = (claimed.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut paid = Vec::new();
+            // Gives up after as many failures as payments wanted: the server is not healthy.
+            while claimed.fetch_add(1, Ordering::Relaxed) < count && failed.load(Ordering::Relaxed) < count {
+                let ok = match create(&client, &base, &auth, &body).await {
+                    Some((id, token)) => {
+                        pay(&client, &base, &token, failed.load(Ordering::Relaxed) == 0).await.then_some(id)
+                    }
+                    None => None,
+                };
+                match ok {
+                    Some(id) => paid.push(id),
+                    None => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        claimed.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            paid
+        }));
+    }
+    let mut ids = Vec::with_capacity(count);
+    for t in tasks {
+        ids.extend(t.await?);
+    }
+    let failed = failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        eprintln!("preparing payments: {failed} checkouts failed (retried)");
+    }
+    Ok(ids)
+}
+
 struct Outcome {
     requests: usize,
     errors: usize,
@@ -209,17 +281,23 @@ fn body(merchant_key: &str) -> String {
     .to_string()
 }
 
+/// Drives one phase with `args.concurrency` keep-alive clients for `args.duration` seconds.
+/// `payload` is the checkout body for Create and the merchantKey the modifications name for
+/// Capture and Refund; `ids` are the payments Status reads (round robin) and Capture and Refund
+/// modify (each once: the phase ends early when they run out). `Outcome::ids` holds payments
+/// created (at most 2,000) or modified (all of them).
 async fn drive(
     base: &str,
     phase: Phase,
     auths: &[String],
-    body: &str,
+    payload: &str,
     ids: &[String],
     args: &Args,
 ) -> anyhow::Result<Outcome> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).tcp_nodelay(true).build()?;
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let next = Arc::new(AtomicUsize::new(0));
+    let reported = Arc::new(AtomicBool::new(false));
     let ids = Arc::new(ids.to_vec());
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -227,21 +305,22 @@ async fn drive(
         let client = client.clone();
         let auth = auths[worker % auths.len()].clone();
         let base = base.to_owned();
-        let body = body.to_owned();
-        let (next, ids) = (next.clone(), ids.clone());
+        let payload = payload.to_owned();
+        let (next, ids, reported) = (next.clone(), ids.clone(), reported.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(65_536);
-            let mut created = Vec::new();
+            let mut kept = Vec::new();
             let mut errors = 0usize;
             while Instant::now() < deadline {
                 let t0 = Instant::now();
+                let mut modified = None;
                 let res = match phase {
                     Phase::Create => {
                         client
                             .post(format!("{base}/payment/creation"))
                             .header("Authorization", &auth)
                             .header("Content-Type", "application/json")
-                            .body(body.clone())
+                            .body(payload.clone())
                             .send()
                             .await
                     }
@@ -249,38 +328,106 @@ async fn drive(
                         let id = &ids[next.fetch_add(1, Ordering::Relaxed) % ids.len()];
                         client.get(format!("{base}/payment/status/{id}")).header("Authorization", &auth).send().await
                     }
-                };
-                match res {
-                    Ok(r) if r.status().is_success() => {
-                        let bytes = r.bytes().await.unwrap_or_default();
-                        lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
-                        if matches!(phase, Phase::Create)
-                            && created.len() < 2000
-                            && let Some(id) = serde_json::from_slice::<Value>(&bytes)
-                                .ok()
-                                .and_then(|v| v["transactionId"].as_str().map(str::to_owned))
-                        {
-                            created.push(id);
-                        }
+                    Phase::Capture | Phase::Refund => {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let (Some(id), Some((op, _))) = (ids.get(i), phase.modification()) else { break };
+                        modified = Some(id);
+                        client
+                            .post(format!("{base}/payment/{op}"))
+                            .header("Authorization", &auth)
+                            .header("Content-Type", "application/json")
+                            .body(format!(
+                                r#"{{"transactionId":"{id}","merchantKey":"{payload}","modificationId":"bench-{op}-{i}"}}"#
+                            ))
+                            .send()
+                            .await
                     }
-                    _ => errors += 1,
+                };
+                let bytes = match res {
+                    Ok(r) if r.status().is_success() => r.bytes().await.ok(),
+                    // The first refused modification of the phase is shown, to tell why.
+                    Ok(r) if phase.modification().is_some() && !reported.swap(true, Ordering::Relaxed) => {
+                        eprintln!("a modification answered {}: {}", r.status(), r.text().await.unwrap_or_default());
+                        None
+                    }
+                    _ => None,
+                };
+                // A 200 counts only with the status the modification leads to (a provider's
+                // refusal is a 200 with a failed modification).
+                let ok = bytes.filter(|b| {
+                    phase.modification().is_none_or(|(_, want)| b.windows(want.len()).any(|w| w == want.as_bytes()))
+                });
+                let Some(bytes) = ok else {
+                    errors += 1;
+                    continue;
+                };
+                lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+                if let Some(id) = modified {
+                    kept.push(id.clone());
+                } else if phase == Phase::Create
+                    && kept.len() < 2000
+                    && let Some(id) = serde_json::from_slice::<Value>(&bytes)
+                        .ok()
+                        .and_then(|v| v["transactionId"].as_str().map(str::to_owned))
+                {
+                    kept.push(id);
                 }
             }
-            (lat, created, errors)
+            (lat, kept, errors)
         }));
     }
     let mut latencies_us = Vec::new();
-    let mut created = Vec::new();
+    let mut kept = Vec::new();
     let mut errors = 0;
     for t in tasks {
-        let (l, c, e) = t.await?;
+        let (l, k, e) = t.await?;
         latencies_us.extend(l);
-        created.extend(c);
+        kept.extend(k);
         errors += e;
     }
     let seconds = started.elapsed().as_secs_f64();
     latencies_us.sort_unstable();
-    Ok(Outcome { requests: latencies_us.len(), errors, seconds, latencies_us, ids: created })
+    Ok(Outcome { requests: latencies_us.len(), errors, seconds, latencies_us, ids: kept })
+}
+
+/// Creates a merchant with the `smartpay` CLI: its `--json` answer (keys and OAuth client).
+fn merchant(bin: &PathBuf, data: &str, name: &str) -> anyhow::Result<Value> {
+    let out = Command::new(bin).args(["--data-dir", data, "merchant", "create", "--name", name, "--json"]).output()?;
+    if !out.status.success() {
+        bail!("merchant create: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// A merchant's `Authorization` values: Basic and a Bearer token from `/oauth2/token`.
+async fn credentials(client: &reqwest::Client, base: &str, m: &Value) -> anyhow::Result<Vec<String>> {
+    let text = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
+    let token: Value = client
+        .post(format!("{base}/oauth2/token"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_id={}&client_secret={}",
+            text("clientId"),
+            text("clientSecret")
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            text("merchantKey"),
+            text("authenticationKey")
+        ))
+    );
+    Ok(vec![basic, format!("Bearer {}", token["access_token"].as_str().unwrap_or_default())])
+}
+
+/// A value of the Prometheus text `metrics`: the line starting with `name` (with its space).
+fn metric(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
 }
 
 fn spawn(cpus: &str, program: &PathBuf, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Child> {
@@ -358,14 +505,17 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let data = dir.to_string_lossy().to_string();
 
-    // SmartPay: provision, serve, token.
+    // SmartPay: provision (a second merchant in manual capture mode for the capture and refund
+    // phases), serve, tokens.
+    let m = merchant(&args.smartpay_bin, &data, "Bench")?;
+    let manual = merchant(&args.smartpay_bin, &data, "Bench manual capture")?;
+    let manual_key = manual["merchantKey"].as_str().unwrap_or_default().to_owned();
     let out = Command::new(&args.smartpay_bin)
-        .args(["--data-dir", &data, "merchant", "create", "--name", "Bench", "--json"])
+        .args(["--data-dir", &data, "merchant", "capture-mode", &manual_key, "manual"])
         .output()?;
     if !out.status.success() {
-        bail!("merchant create: {}", String::from_utf8_lossy(&out.stderr));
+        bail!("merchant capture-mode: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let m: Value = serde_json::from_slice(&out.stdout)?;
     let key = m["merchantKey"].as_str().unwrap_or_default().to_owned();
     let port = free_port()?;
     let listen = format!("127.0.0.1:{port}");
@@ -374,36 +524,22 @@ async fn main() -> anyhow::Result<()> {
         &args.server_cpus,
         &args.smartpay_bin,
         &["--data-dir", &data, "serve", "--listen", &listen],
-        // The load comes from one client address: lift the card-testing velocity limits.
+        // The load comes from one client address: lift the card-testing velocity limits. The
+        // sandbox settles captured payments after an hour, outside the run: settlement is not
+        // a phase here, and earlier phases' settlements would otherwise run inside later ones.
         &[
             ("SMARTPAY_LOG_LEVEL", "warn"),
             ("SMARTPAY_IP_SUBMITS_PER_MINUTE", "100000000"),
             ("SMARTPAY_MERCHANT_SUBMITS_PER_MINUTE", "100000000"),
+            ("SMARTPAY_SANDBOX_SETTLEMENT_DELAY_MS", "3600000"),
             ("SMARTPAY_ADMIN_LISTEN", &admin),
         ],
     )?;
     wait_port(port).await?;
     let base = format!("http://{listen}");
     let client = reqwest::Client::new();
-    let token: Value = client
-        .post(format!("{base}/oauth2/token"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "grant_type=client_credentials&client_id={}&client_secret={}",
-            m["clientId"].as_str().unwrap_or_default(),
-            m["clientSecret"].as_str().unwrap_or_default()
-        ))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let basic = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD
-            .encode(format!("{key}:{}", m["authenticationKey"].as_str().unwrap_or_default()))
-    );
-    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap_or_default());
-    let auths = vec![basic, bearer];
+    let auths = credentials(&client, &base, &m).await?;
+    let manual_auths = credentials(&client, &base, &manual).await?;
     let b = body(&key);
     eprintln!("warming up SmartPay…");
     let warm = Args { duration: 2, ..args.clone() };
@@ -411,13 +547,11 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("SmartPay: Create Checkout for {} s with {} clients…", args.duration, args.concurrency);
     let sp_create = drive(&base, Phase::Create, &auths, &b, &[], &args).await?;
     let metrics = client.get(format!("http://{admin}/metrics")).send().await?.text().await?;
-    let metric = |name: &str| -> f64 {
-        metrics.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
-    };
+    let store_metric = |name: &str| metric(&metrics, name).unwrap_or(0.0);
     let (batches, jobs, commit_s) = (
-        metric("smartpay_store_batch_size_count "),
-        metric("smartpay_store_batch_size_sum "),
-        metric("smartpay_store_commit_seconds_total "),
+        store_metric("smartpay_store_batch_size_count "),
+        store_metric("smartpay_store_batch_size_sum "),
+        store_metric("smartpay_store_commit_seconds_total "),
     );
     let store_line = format!(
         "SmartPay store: {jobs:.0} writes in {batches:.0} group commits (mean batch {:.1}, mean commit {:.2} ms)",
@@ -432,8 +566,29 @@ async fn main() -> anyhow::Result<()> {
     let sp_status = drive(&base, Phase::Status, &auths, "", &sp_create.ids, &args).await?;
     eprintln!("SmartPay: whole flow (create → card → status)…");
     let flow = drive_flow(&base, &auths, &b, &args).await?;
+    let wanted =
+        args.prepared.unwrap_or_else(|| usize::try_from(args.duration).unwrap_or(usize::MAX).saturating_mul(4000));
+    eprintln!("SmartPay: authorizing {wanted} payments for the manual-capture merchant (untimed)…");
+    let prepared = prepare(&base, &manual_auths, &body(&manual_key), wanted, &args).await?;
+    let provider = |text: &str| {
+        (metric(text, "smartpay_provider_captures_total "), metric(text, "smartpay_provider_refunds_total "))
+    };
+    let before = provider(&client.get(format!("http://{admin}/metrics")).send().await?.text().await?);
+    eprintln!("SmartPay: full captures of {} authorized payments…", prepared.len());
+    let captures = drive(&base, Phase::Capture, &manual_auths, &manual_key, &prepared, &args).await?;
+    eprintln!("SmartPay: full refunds of {} captured payments…", captures.ids.len());
+    let refunds = drive(&base, Phase::Refund, &manual_auths, &manual_key, &captures.ids, &args).await?;
+    eprintln!("{}\n{}", line("SmartPay Capture (full)", &captures), line("SmartPay Refund (full)", &refunds));
+    let after = provider(&client.get(format!("http://{admin}/metrics")).send().await?.text().await?);
     let _ = server.kill();
     let _ = server.wait();
+    let verified = Command::new(&args.smartpay_bin).args(["--data-dir", &data, "verify"]).output()?;
+    let verify_line = format!(
+        "smartpay verify after the run: {} ({})",
+        if verified.status.success() { "no violations" } else { "VIOLATIONS" },
+        String::from_utf8_lossy(&verified.stdout).lines().last().unwrap_or("").trim()
+    );
+    eprintln!("{verify_line}");
 
     // The ceiling, same load. It can die at start-up when its connections race for the schema
     // ("database is locked" in its `open`, which sets no busy timeout before switching to WAL);
@@ -504,6 +659,33 @@ async fn main() -> anyhow::Result<()> {
         pct(&flow.steps[2], 0.5),
         pct(&flow.steps[2], 0.99),
         pct(&flow.steps[2], 0.999),
+    );
+    let modification_line = |name: &str, o: &Outcome, offered: usize, calls: Option<(f64, f64)>| {
+        let rate = o.rps();
+        let calls = calls.map_or_else(
+            || "provider calls not in /metrics".to_owned(),
+            |(a, b)| format!("{:.0} provider calls", b - a),
+        );
+        format!(
+            "{name}: {rate:.0}/s, {} errors, {} of {offered} payments in {:.1} s{}, {calls} \
+             (target 2,000/s with 0 errors: {})\n",
+            o.errors,
+            o.requests,
+            o.seconds,
+            if o.requests + o.errors >= offered { ", ended early: all done" } else { "" },
+            if rate >= 2000.0 && o.errors == 0 { "met" } else { "NOT met" },
+        )
+    };
+    let report = format!(
+        "{report}\nModifications through the sandbox acquirer ({} clients, merchant in manual capture mode, {} payments \
+         authorized beforehand with 4111 1111 1111 1111; any answer but 200 with the expected paymentStatus is an error):\n\n\
+         {header}\n{}\n{}\n\n{}{}\n{verify_line}\n",
+        args.concurrency,
+        prepared.len(),
+        line("SmartPay Capture (full)", &captures),
+        line("SmartPay Refund (full)", &refunds),
+        modification_line("Capture", &captures, prepared.len(), before.0.zip(after.0)),
+        modification_line("Refund", &refunds, captures.ids.len(), before.1.zip(after.1)),
     );
     println!("{report}");
     if let Some(path) = &args.report {

@@ -1,8 +1,11 @@
 //! The sandbox demo shop's "server" (`/demo`): creates checkouts for the sandbox merchant from
-//! the demo page's order form and shows their status — only in sandbox mode, and only to the
-//! page that created them (a `demoSession`: an HMAC of the transaction id under a server key).
+//! the demo page's order form, shows their status and captures, refunds or cancels them — only
+//! in sandbox mode, and only for the page that created them (a `demoSession`: an HMAC of the
+//! transaction id under a server key).
 
 use smartpay_api_types::PaymentStatusResponse;
+use smartpay_domain::json::Value;
+use smartpay_domain::modify::Operation;
 use smartpay_domain::violation::Fact;
 
 use crate::app::AppState;
@@ -32,16 +35,21 @@ fn invalid(field: &str, rule: &str) -> ApiError {
     ApiError::invalid(Problem::new(ErrorCode::InvalidFormat).at(field).with("format", Fact::Text(rule.into())))
 }
 
-/// The order form, checked field by field, as a Create Checkout body (a JSON value, never text
-/// pasted together); the merchant API's own validation follows.
-fn checkout_body(merchant_key: &str, order: &Order) -> Result<smartpay_domain::json::Value, ApiError> {
-    let amount = order.amount.as_deref().unwrap_or("10.99");
+/// A decimal amount typed into the demo page, such as `10.99`, as an exact JSON number.
+fn decimal(field: &str, amount: &str) -> Result<serde_json::Number, ApiError> {
+    let rule = "a decimal amount such as 10.99";
     let (whole, fraction) = amount.split_once('.').unwrap_or((amount, ""));
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if whole.is_empty() || whole.len() > 7 || fraction.len() > 3 || !digits(whole) || !digits(fraction) {
-        return Err(invalid("amount", "a decimal amount such as 10.99"));
+        return Err(invalid(field, rule));
     }
-    let amount: serde_json::Number = amount.parse().map_err(|_| invalid("amount", "a decimal amount such as 10.99"))?;
+    amount.parse().map_err(|_| invalid(field, rule))
+}
+
+/// The order form, checked field by field, as a Create Checkout body (a JSON value, never text
+/// pasted together); the merchant API's own validation follows.
+fn checkout_body(merchant_key: &str, order: &Order) -> Result<Value, ApiError> {
+    let amount = decimal("amount", order.amount.as_deref().unwrap_or("10.99"))?;
     let currency = order.currency.as_deref().unwrap_or("EUR");
     if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(invalid("currency", "an ISO 4217 code such as EUR"));
@@ -77,14 +85,56 @@ pub async fn create_checkout(state: &AppState, order: &Order) -> Result<serde_js
     Ok(created)
 }
 
+/// Whether `shown` is the `demoSession` of `transaction_id` (in sandbox mode); 404 otherwise, so
+/// the demo reveals nothing about payments it did not create.
+pub fn owns(state: &AppState, transaction_id: &str, shown: &[u8]) -> Result<(), ApiError> {
+    enabled(state)?;
+    if crate::secrets::digests_equal(shown, session(state, transaction_id).as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
 /// The status of a checkout the demo created, for the page holding its `demoSession`; 404 for
 /// anything else.
 pub async fn status(state: &AppState, transaction_id: &str, shown: &[u8]) -> Result<PaymentStatusResponse, ApiError> {
-    enabled(state)?;
-    if !crate::secrets::digests_equal(shown, session(state, transaction_id).as_bytes()) {
-        return Err(ApiError::NotFound);
-    }
+    owns(state, transaction_id, shown)?;
     crate::checkout::status(state, &sandbox_merchant(state).await?, transaction_id).await
+}
+
+/// Captures, refunds or cancels a payment the demo created, as the sandbox merchant would
+/// through the merchant API (a fresh `modificationId` per click), for the page holding its
+/// `demoSession`; 404 for anything else. `body` may carry `{"amount": "1.00"}` for a partial
+/// capture or refund (in the payment's currency); cancellations take no amount. The answer is
+/// the merchant API's: the payment with its single `modification`, or its error.
+pub async fn modify(
+    state: &AppState,
+    transaction_id: &str,
+    shown: &[u8],
+    operation: Operation,
+    body: Option<&Value>,
+) -> Result<Vec<u8>, ApiError> {
+    owns(state, transaction_id, shown)?;
+    let who = sandbox_merchant(state).await?;
+    let payment = state.store.payment(&who.merchant_id, transaction_id).await?.ok_or(ApiError::NotFound)?;
+    let amount = match body.and_then(|b| b.get("amount")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t) | Value::Number(t)) if t.is_empty() => None,
+        Some(Value::String(t) | Value::Number(t)) => Some(decimal("amount", t)?),
+        Some(_) => return Err(invalid("amount", "a decimal amount such as 10.99")),
+    };
+    let mut request = serde_json::json!({
+        "transactionId": transaction_id,
+        "merchantKey": who.merchant_id,
+        "modificationId": format!("demo-{}", uuid::Uuid::now_v7()),
+    });
+    if let (Some(amount), Operation::Capture | Operation::Refund) = (amount, operation) {
+        request["modifiedAmount"] = serde_json::json!({"amount": amount, "currencyCode": payment.currency});
+    }
+    let bytes = serde_json::to_vec(&request).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let request = smartpay_domain::json::parse(&bytes).map_err(ApiError::MalformedJson)?;
+    Ok(crate::modify::request(state, &who, operation, &request).await?.body)
 }
 
 #[cfg(test)]

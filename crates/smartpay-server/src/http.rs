@@ -63,6 +63,9 @@ pub fn router(state: Arc<AppState>, sandbox_challenges: Option<Router>) -> Route
         .route("/demo/demo.js", get(widget::demo_js))
         .route("/demo/api/checkouts", post(widget::demo_checkout))
         .route("/demo/api/status/{transactionId}", get(widget::demo_status))
+        .route("/demo/api/capture/{transactionId}", post(widget::demo_capture))
+        .route("/demo/api/refund/{transactionId}", post(widget::demo_refund))
+        .route("/demo/api/cancel/{transactionId}", post(widget::demo_cancel))
         .route_layer(middleware::from_fn(tag_route));
     let mut app = Router::new().merge(api);
     if let Some(challenges) = sandbox_challenges {

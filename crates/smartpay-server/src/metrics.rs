@@ -134,6 +134,9 @@ impl Metrics {
                 &c.connections_refused,
             ),
             ("smartpay_auth_lockouts_total", "Requests refused by the brute-force lockout (429).", &c.auth_lockouts),
+            ("smartpay_provider_captures_total", "Capture calls made to providers.", &c.provider_captures),
+            ("smartpay_provider_refunds_total", "Refund calls made to providers.", &c.provider_refunds),
+            ("smartpay_provider_cancels_total", "Cancellation calls made to providers.", &c.provider_cancels),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
         }

@@ -311,3 +311,59 @@ pub async fn demo_status(
     let session = headers.get("x-demo-session").map(|v| v.as_bytes()).unwrap_or_default();
     Ok(no_store(demo::status(&state, &id, session).await?))
 }
+
+/// Runs a demo page's capture, refund or cancellation: same origin, its `demoSession`, then an
+/// optional JSON body (`{"amount"}`), and answers like the merchant API.
+async fn demo_modify(
+    state: &Arc<AppState>,
+    id: &str,
+    operation: smartpay_domain::modify::Operation,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    demo::enabled(state)?;
+    same_origin(state, req.headers())?;
+    let session = req.headers().get("x-demo-session").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+    // A request for a payment this page did not create is refused before its body is read.
+    demo::owns(state, id, &session)?;
+    let body = if req.headers().contains_key(header::CONTENT_TYPE) {
+        Some(JsonBody::from_request(req, state).await?.0)
+    } else {
+        None
+    };
+    let answer = demo::modify(state, id, &session, operation, body.as_ref()).await?;
+    let mut r = answer.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+/// The demo shop's "server" captures a payment, as the merchant API's capture.
+#[utoipa::path(post, path = "/demo/api/capture/{transactionId}", tag = "Demo", description = "The demo shop's server captures all (no body) or part (`{\"amount\": \"1.00\"}`) of a payment the demo created, as the sandbox merchant through Capture (sandbox mode only; same origin only).", params(("transactionId" = String, Path, description = "The transactionId"), ("X-Demo-Session" = String, Header, description = "The `demoSession` the checkout was created with")), request_body(content = Object, description = "Optional: `{\"amount\"?}` in the payment's currency", content_type = "application/json"), responses((status = 200, description = "As Capture", body = smartpay_api_types::ModificationResponse), (status = 400, description = "Invalid amount", body = smartpay_api_types::ErrorBody), (status = 403, description = "Not called from SmartPay's own origin", body = smartpay_api_types::ErrorBody), (status = 404, description = "Not a checkout of this demo session, or not in sandbox mode", body = smartpay_api_types::ErrorBody), (status = 409, description = "`invalid_state`", body = smartpay_api_types::ErrorBody), (status = 422, description = "`amount_exceeds_capturable`", body = smartpay_api_types::ErrorBody)))]
+pub async fn demo_capture(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    demo_modify(&state, &id, smartpay_domain::modify::Operation::Capture, req).await
+}
+
+/// The demo shop's "server" refunds a payment, as the merchant API's refund.
+#[utoipa::path(post, path = "/demo/api/refund/{transactionId}", tag = "Demo", description = "The demo shop's server refunds all that is left (no body) or part (`{\"amount\": \"1.00\"}`) of a payment the demo created, as the sandbox merchant through Refund (sandbox mode only; same origin only).", params(("transactionId" = String, Path, description = "The transactionId"), ("X-Demo-Session" = String, Header, description = "The `demoSession` the checkout was created with")), request_body(content = Object, description = "Optional: `{\"amount\"?}` in the payment's currency", content_type = "application/json"), responses((status = 200, description = "As Refund", body = smartpay_api_types::ModificationResponse), (status = 400, description = "Invalid amount", body = smartpay_api_types::ErrorBody), (status = 403, description = "Not called from SmartPay's own origin", body = smartpay_api_types::ErrorBody), (status = 404, description = "Not a checkout of this demo session, or not in sandbox mode", body = smartpay_api_types::ErrorBody), (status = 409, description = "`invalid_state`", body = smartpay_api_types::ErrorBody), (status = 422, description = "`amount_exceeds_refundable`", body = smartpay_api_types::ErrorBody)))]
+pub async fn demo_refund(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    demo_modify(&state, &id, smartpay_domain::modify::Operation::Refund, req).await
+}
+
+/// The demo shop's "server" cancels a payment, as the merchant API's cancel.
+#[utoipa::path(post, path = "/demo/api/cancel/{transactionId}", tag = "Demo", description = "The demo shop's server cancels an authorization nothing was captured from, for a payment the demo created, as the sandbox merchant through Cancel (sandbox mode only; same origin only).", params(("transactionId" = String, Path, description = "The transactionId"), ("X-Demo-Session" = String, Header, description = "The `demoSession` the checkout was created with")), responses((status = 200, description = "As Cancel", body = smartpay_api_types::ModificationResponse), (status = 403, description = "Not called from SmartPay's own origin", body = smartpay_api_types::ErrorBody), (status = 404, description = "Not a checkout of this demo session, or not in sandbox mode", body = smartpay_api_types::ErrorBody), (status = 409, description = "`invalid_state`, e.g. already captured", body = smartpay_api_types::ErrorBody)))]
+pub async fn demo_cancel(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    demo_modify(&state, &id, smartpay_domain::modify::Operation::Cancel, req).await
+}

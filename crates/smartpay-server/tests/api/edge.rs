@@ -463,3 +463,56 @@ async fn access_tokens_and_checkouts_expire_by_the_servers_clock_without_waiting
 async fn payment_status(app: &TestApp, auth: &str, id: &str) -> Value {
     app.status(auth, id).await.json::<Value>().await.unwrap()["paymentStatus"].clone()
 }
+
+async fn demo_paid(app: &TestApp) -> (String, String) {
+    let c: Value = demo_checkout(app, json!({"amount": "10.00"})).await.json().await.unwrap();
+    let (year, month, _) = smartpay_domain::Millis::now().date();
+    let card =
+        json!({"number": "4111111111111111", "expiry": format!("{month:02}/{:02}", (year + 3) % 100), "cvc": "737"});
+    assert_eq!(app.submit(c["checkoutToken"].as_str().unwrap(), card).await.status(), 200);
+    (c["transactionId"].as_str().unwrap().to_owned(), c["demoSession"].as_str().unwrap().to_owned())
+}
+
+async fn demo_modify(app: &TestApp, op: &str, id: &str, session: &str, body: Option<Value>) -> reqwest::Response {
+    let mut rb = app
+        .client
+        .post(app.url(&format!("/demo/api/{op}/{id}")))
+        .header("Origin", &app.base)
+        .header("X-Demo-Session", session);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    rb.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_demo_captures_refunds_and_cancels_only_the_payments_it_created() {
+    let app = spawn_app().await;
+    app.state()
+        .store
+        .set_capture_policy(&app.merchant.merchant_key, smartpay_domain::modification::CaptureMode::Manual, None, None)
+        .await
+        .unwrap();
+    let (id, session) = demo_paid(&app).await;
+    assert_eq!(demo_modify(&app, "capture", &id, &"0".repeat(64), None).await.status(), 404);
+    let r = app
+        .client
+        .post(app.url(&format!("/demo/api/capture/{id}")))
+        .header("X-Demo-Session", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "same origin only");
+    let v: Value =
+        demo_modify(&app, "capture", &id, &session, Some(json!({"amount": "3.00"}))).await.json().await.unwrap();
+    assert_eq!(v["paymentStatus"], "CAPTURED");
+    assert_eq!(v["amounts"]["captured"].as_f64(), Some(3.0));
+    assert_eq!(demo_modify(&app, "capture", &id, &session, Some(json!({"amount": "8.00"}))).await.status(), 422);
+    assert_eq!(demo_modify(&app, "cancel", &id, &session, None).await.status(), 409);
+    let v: Value = demo_modify(&app, "refund", &id, &session, None).await.json().await.unwrap();
+    assert_eq!(v["paymentStatus"], "REFUNDED");
+    let (other, other_session) = demo_paid(&app).await;
+    assert_eq!(demo_modify(&app, "cancel", &other, &session, None).await.status(), 404, "another checkout's session");
+    let v: Value = demo_modify(&app, "cancel", &other, &other_session, None).await.json().await.unwrap();
+    assert_eq!(v["paymentStatus"], "CANCELLED");
+}
