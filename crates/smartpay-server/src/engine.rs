@@ -101,13 +101,13 @@ pub(crate) fn provider(state: &AppState) -> Result<std::sync::Arc<dyn Provider>,
 }
 
 /// The shopper submits a card for the checkout `token`.
+/// `payment` is the checkout the shopper's token resolved to ([`checkout_for_token`]).
 pub async fn submit_card(
     state: &AppState,
-    token: &str,
+    payment: Payment,
     input: CardInput,
     client_ip: &str,
 ) -> Result<PaymentAnswer, ApiError> {
-    let payment = checkout_for_token(state, token).await?;
     // Card-testing defence: velocity per client and per merchant, then a cap per checkout.
     state.ip_limiter.check(client_ip).map_err(|wait| ApiError::RateLimited { retry_after: wait })?;
     state.merchant_limiter.check(&payment.merchant_id).map_err(|wait| ApiError::RateLimited { retry_after: wait })?;

@@ -45,8 +45,9 @@ impl Drop for InFlight<'_> {
 
 fn claim<'a>(state: &'a AppState, pk: &str) -> Option<InFlight<'a>> {
     let key = (String::new(), "modification", pk.to_owned());
-    let mut set = state.in_flight.lock().ok()?;
-    set.insert(key.clone()).then_some(InFlight { state, key })
+    let inserted = state.in_flight.lock().ok()?.insert(key.clone());
+    // The guard exists only when the key was ours: its Drop takes the lock again.
+    if inserted { Some(InFlight { state, key }) } else { None }
 }
 
 fn refusal(r: Refusal, currency: &str, ignored: Vec<String>) -> ApiError {
@@ -84,27 +85,26 @@ pub async fn request(state: &AppState, who: &Principal, op: Operation, body: &Va
         ignored,
     })?;
     let ignored = valid.ignored.clone();
-    let begin = state
-        .store
-        .begin_modification(NewModification {
-            pk: uuid::Uuid::now_v7().to_string(),
-            merchant_id: who.merchant_id.clone(),
-            payment_id: valid.transaction_id.clone(),
-            modification_id: valid.modification_id.clone(),
-            request: ModificationRequest::Merchant(valid.request),
-            currency: valid.amount.map(|m| m.currency.code().to_owned()),
-            description: valid.description.clone(),
-            custom_references: valid.custom_references_json.clone(),
-            fingerprint: sha256(&[valid.canonical.as_bytes()]).to_vec(),
-            at: state.now(),
-            authorize_first: None,
-        })
-        .await?;
-    let (payment, pk) = match begin {
-        BeginOutcome::Started { payment, pk } => (payment, pk),
+    let new = NewModification {
+        pk: uuid::Uuid::now_v7().to_string(),
+        merchant_id: who.merchant_id.clone(),
+        payment_id: valid.transaction_id.clone(),
+        modification_id: valid.modification_id.clone(),
+        request: ModificationRequest::Merchant(valid.request),
+        currency: valid.amount.map(|m| m.currency.code().to_owned()),
+        description: valid.description.clone(),
+        custom_references: valid.custom_references_json.clone(),
+        fingerprint: sha256(&[valid.canonical.as_bytes()]).to_vec(),
+        at: state.now(),
+        authorize_first: None,
+    };
+    let retry = new.clone();
+    let begin = state.store.begin_modification(new).await?;
+    let (payment, pk, resumed) = match begin {
+        BeginOutcome::Started { payment, pk } => (payment, pk, false),
         // Same request again, not answered: still running here (409 below), or interrupted (a
         // crash, a provider that did not answer) — then it is driven again with the same key.
-        BeginOutcome::Unanswered { payment, pk } => (payment, pk),
+        BeginOutcome::Unanswered { payment, pk } => (payment, pk, true),
         BeginOutcome::Replay { response } => return Ok(ModifyAnswer { body: response, replayed: true }),
         BeginOutcome::Conflict => {
             return Err(ApiError::IdempotencyConflict { property: "modificationId", ignored });
@@ -131,6 +131,16 @@ pub async fn request(state: &AppState, who: &Principal, op: Operation, body: &Va
     };
     let Some(_running) = claim(state, &pk) else {
         return Err(ApiError::RequestInProgress { property: "modificationId" });
+    };
+    let payment = if resumed {
+        // Another request may have finished it between our look and our claim: look again.
+        match state.store.begin_modification(retry).await? {
+            BeginOutcome::Replay { response } => return Ok(ModifyAnswer { body: response, replayed: true }),
+            BeginOutcome::Unanswered { payment, .. } => payment,
+            _ => return Err(ApiError::Internal("a modification changed under its claim".into())),
+        }
+    } else {
+        payment
     };
     let payment = drive(state, payment, &pk).await?;
     let response = crate::view::modification_response(&payment, &pk, ignored)?;
@@ -180,8 +190,15 @@ pub async fn drive(state: &AppState, payment: Payment, pk: &str) -> Result<Payme
             provider.cancel(req).await
         }
         ModificationType::Settlement | ModificationType::Chargeback => return Ok(payment),
-    }
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    };
+    let outcome = match outcome {
+        Ok(o) => o,
+        // The provider refused the request itself: it did nothing, so the modification failed.
+        Err(e) => {
+            tracing::error!(transaction_id = %payment.id, kind = m.kind.as_str(), error = %e, "the provider rejected a modification request");
+            ModifyOutcome::Failed { reason: "rejected".into() }
+        }
+    };
     let (status, reference, failure) = match outcome {
         ModifyOutcome::Succeeded { reference } => (m.kind.final_status(true), Some(reference), None),
         ModifyOutcome::Failed { reason } => {

@@ -214,11 +214,11 @@ pub async fn submit(
     // Origin and token first: an unauthenticated request is refused before its body is read.
     same_origin(&state, req.headers())?;
     let token = token_of(req.headers())?;
-    engine::checkout_for_token(&state, &token).await?;
+    let payment = engine::checkout_for_token(&state, &token).await?;
     let client_ip = state.client_ip(peer.ip(), req.headers()).to_string();
     let JsonBody(body) = JsonBody::from_request(req, &state).await?;
     let input = card_input(&body)?;
-    Ok(no_store(engine::submit_card(&state, &token, input, &client_ip).await?))
+    Ok(no_store(engine::submit_card(&state, payment, input, &client_ip).await?))
 }
 
 /// The card fields of the frame's submission.

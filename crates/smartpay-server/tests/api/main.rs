@@ -11,6 +11,7 @@ mod idempotency;
 mod modifications;
 mod ops;
 mod payments;
+mod races;
 
 use std::sync::Arc;
 

@@ -533,8 +533,16 @@ impl Store for SqliteStore {
     }
 
     fn save_modification_response(&self, pk: &str, response: Vec<u8>) -> StoreFuture<'_, ()> {
-        let args = vec![Value::from(response), Value::from(pk.to_owned())];
-        self.write_one("UPDATE modifications SET response = ?1 WHERE id = ?2 AND response IS NULL", args, Epoch::Keep)
+        let pk = pk.to_owned();
+        // The first answer stays: a later one (a concurrent retry) changes nothing.
+        boxed(self.write(move |c| {
+            c.execute(
+                "UPDATE modifications SET response = ?1 WHERE id = ?2 AND response IS NULL",
+                params![response, pk],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        }))
     }
 
     fn claim_due_jobs(&self, now: Millis, lease_ms: i64, limit: u32) -> StoreFuture<'_, Vec<Job>> {

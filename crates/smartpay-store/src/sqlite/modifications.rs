@@ -83,11 +83,17 @@ fn history_row(conn: &Connection, pk: &str, status: ModificationStatus, at: Mill
     Ok(())
 }
 
-/// Moves the payment by `event` (as `transition` decides), with a history row.
-fn apply(conn: &Connection, p: &Payment, event: smartpay_domain::Event, at: Millis) -> Result<(), StoreError> {
+/// Moves the payment by `event` (as `transition` decides), with a history row, and mirrors the
+/// change on `p` (no second read inside the writer's transaction).
+fn apply(conn: &Connection, p: &mut Payment, event: smartpay_domain::Event, at: Millis) -> Result<(), StoreError> {
     let to = transition(p.status, event).map_err(|e| StoreError::Conflict(e.to_string()))?;
-    if to != p.status && !record_status(conn, &p.id, p.status, to, at, None)? {
-        return Err(StoreError::Conflict("the payment moved during the transaction".into()));
+    if to != p.status {
+        if !record_status(conn, &p.id, p.status, to, at, None)? {
+            return Err(StoreError::Conflict("the payment moved during the transaction".into()));
+        }
+        p.status = to;
+        p.last_status_at = at;
+        p.history.push(crate::StatusChange { status: to, at, reason: None });
     }
     Ok(())
 }
@@ -140,7 +146,7 @@ pub(crate) fn begin_tx(conn: &Connection, m: &NewModification) -> Result<BeginOu
             return Ok(BeginOutcome::Refused(Refusal::InvalidState(now.status)));
         }
     }
-    let Some(payment) = read_payment(conn, &m.merchant_id, &m.payment_id)? else {
+    let Some(mut payment) = read_payment(conn, &m.merchant_id, &m.payment_id)? else {
         return Ok(BeginOutcome::NotFound);
     };
     if let Some(c) = &m.currency
@@ -194,10 +200,26 @@ pub(crate) fn begin_tx(conn: &Connection, m: &NewModification) -> Result<BeginOu
     })
     .map_err(map_err)?;
     history_row(conn, &m.pk, status, m.at)?;
+    payment.modifications.push(Modification {
+        pk: m.pk.clone(),
+        payment_id: payment.id.clone(),
+        merchant_id: m.merchant_id.clone(),
+        modification_id: m.modification_id.clone(),
+        kind,
+        status,
+        amount_minor: amount,
+        currency: payment.currency.clone(),
+        description: m.description.clone(),
+        custom_references: m.custom_references.clone(),
+        reconciliation_reference_id: None,
+        failure_code: None,
+        created_at: m.at,
+        last_status_at: m.at,
+        history: vec![ModificationChange { status, at: m.at }],
+    });
     if let Some(event) = event {
-        apply(conn, &payment, event, m.at)?;
+        apply(conn, &mut payment, event, m.at)?;
     }
-    let payment = read_payment(conn, &m.merchant_id, &m.payment_id)?.ok_or(StoreError::NotFound)?;
     Ok(BeginOutcome::Started { payment, pk: m.pk.clone() })
 }
 
@@ -232,12 +254,12 @@ pub(crate) fn finish_tx(
     .and_then(|mut s| s.execute(params![outcome.as_str(), at.0, reference, failure_code, pk, status.as_str()]))
     .map_err(map_err)?;
     history_row(conn, pk, outcome, at)?;
-    let payment = read_payment(conn, &merchant_id, &payment_id)?.ok_or(StoreError::NotFound)?;
+    let mut payment = read_payment(conn, &merchant_id, &payment_id)?.ok_or(StoreError::NotFound)?;
     if let Some(event) = on_outcome(payment.status, &payment.ledger(), outcome) {
-        apply(conn, &payment, event, at)?;
+        apply(conn, &mut payment, event, at)?;
     }
     schedule(conn, &payment_id, jobs)?;
-    read_payment(conn, &merchant_id, &payment_id)
+    Ok(Some(payment))
 }
 
 pub(crate) fn claim_jobs_tx(conn: &Connection, now: Millis, lease_ms: i64, limit: u32) -> Result<Vec<Job>, StoreError> {

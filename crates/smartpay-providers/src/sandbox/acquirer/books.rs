@@ -15,7 +15,7 @@ pub const CHALLENGE_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// How many of the oldest authorizations eviction looks at.
 pub const EVICTION_SCAN: usize = 1024;
 /// Modifications (captures, refunds, cancellations) one authorization keeps answers for.
-pub const MAX_MODIFICATIONS: usize = 32;
+pub const MAX_MODIFICATIONS: usize = 128;
 
 /// What a test card does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
