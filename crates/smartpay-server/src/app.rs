@@ -27,7 +27,7 @@ pub struct AppState {
     pub auth: Authenticator,
     pub metrics: Metrics,
     /// Idempotency claims being executed right now: (merchant, scope, key).
-    pub in_flight: Mutex<HashSet<(String, &'static str, String)>>,
+    pub in_flight: Mutex<HashSet<InFlightKey>>,
     /// Card submissions per client IP and per merchant.
     pub ip_limiter: Limiter,
     pub merchant_limiter: Limiter,
@@ -45,6 +45,25 @@ pub struct AppState {
     /// The sandbox acquirer's machine API (its base URL and key), once known.
     acquirer_api: OnceLock<(String, String)>,
     providers: OnceLock<Registry>,
+}
+
+/// A request being executed in this process: (merchant, scope, key).
+pub type InFlightKey = (String, &'static str, String);
+
+/// Holds keys as "in flight" until dropped (see [`AppState::claim_in_flight`]).
+pub struct InFlight<'a> {
+    state: &'a AppState,
+    keys: Vec<InFlightKey>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.state.in_flight.lock() {
+            for k in &self.keys {
+                set.remove(k);
+            }
+        }
+    }
 }
 
 /// Opens the store and the key material named by `config`.
@@ -133,6 +152,20 @@ impl AppState {
             eprintln!("failpoint {name}: aborting");
             std::process::abort();
         }
+    }
+
+    /// Claims all of `keys` for the caller, or none: `Err(Some(i))` when `keys[i]` is held by
+    /// another request, `Err(None)` when the set is unusable (a panic poisoned it).
+    pub fn claim_in_flight(&self, keys: Vec<InFlightKey>) -> Result<InFlight<'_>, Option<usize>> {
+        {
+            let mut set = self.in_flight.lock().map_err(|_| None)?;
+            if let Some(busy) = keys.iter().position(|k| set.contains(k)) {
+                return Err(Some(busy));
+            }
+            set.extend(keys.iter().cloned());
+        }
+        // Built after the lock is released: the guard's Drop takes it again.
+        Ok(InFlight { state: self, keys })
     }
 
     /// The current time.

@@ -8,7 +8,7 @@ use smartpay_domain::checkout::{self, ValidCheckout};
 use smartpay_domain::json::Value;
 use smartpay_store::{CreateOutcome, IdempotencyClaim, IdempotencyScope, NewCheckout};
 
-use crate::app::AppState;
+use crate::app::{AppState, InFlight};
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::secrets::{self, sha256};
@@ -34,36 +34,16 @@ pub fn check_idempotency_key(key: &[u8]) -> Result<String, ApiError> {
     }
 }
 
-/// Holds idempotency keys as "in flight" until dropped.
-struct InFlight<'a> {
-    state: &'a AppState,
-    keys: Vec<(String, &'static str, String)>,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut set) = self.state.in_flight.lock() {
-            for k in &self.keys {
-                set.remove(k);
-            }
-        }
-    }
-}
-
 fn claim_in_flight<'a>(
     state: &'a AppState,
     merchant: &str,
     claims: &[IdempotencyClaim],
 ) -> Result<InFlight<'a>, ApiError> {
-    let mut set = state.in_flight.lock().map_err(|_| ApiError::Internal("in-flight set poisoned".into()))?;
-    let keys: Vec<_> = claims.iter().map(|c| (merchant.to_owned(), c.scope.as_str(), c.key.clone())).collect();
-    if let Some(busy) = claims.iter().zip(&keys).find(|(_, k)| set.contains(*k)) {
-        return Err(ApiError::RequestInProgress { property: property_of(busy.0.scope) });
-    }
-    for k in &keys {
-        set.insert(k.clone());
-    }
-    Ok(InFlight { state, keys })
+    let keys = claims.iter().map(|c| (merchant.to_owned(), c.scope.as_str(), c.key.clone())).collect();
+    state.claim_in_flight(keys).map_err(|busy| match busy.and_then(|i| claims.get(i)) {
+        Some(claim) => ApiError::RequestInProgress { property: property_of(claim.scope) },
+        None => ApiError::Internal("in-flight set poisoned".into()),
+    })
 }
 
 fn property_of(scope: IdempotencyScope) -> &'static str {

@@ -17,7 +17,7 @@ use smartpay_domain::modify::{self, Operation};
 use smartpay_providers::{ModifyOutcome, ModifyRequest};
 use smartpay_store::{BeginOutcome, JobKind, ModificationRequest, NewModification, Payment, PaymentUpdate};
 
-use crate::app::AppState;
+use crate::app::{AppState, InFlight};
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::secrets::sha256;
@@ -29,25 +29,10 @@ pub struct ModifyAnswer {
     pub replayed: bool,
 }
 
-/// Holds a modification as "in flight" in this process until dropped.
-struct InFlight<'a> {
-    state: &'a AppState,
-    key: (String, &'static str, String),
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut set) = self.state.in_flight.lock() {
-            set.remove(&self.key);
-        }
-    }
-}
-
+/// Holds the modification `pk` as "in flight" in this process; `None` when another request
+/// of this process drives it.
 fn claim<'a>(state: &'a AppState, pk: &str) -> Option<InFlight<'a>> {
-    let key = (String::new(), "modification", pk.to_owned());
-    let inserted = state.in_flight.lock().ok()?.insert(key.clone());
-    // The guard exists only when the key was ours: its Drop takes the lock again.
-    if inserted { Some(InFlight { state, key }) } else { None }
+    state.claim_in_flight(vec![(String::new(), "modification", pk.to_owned())]).ok()
 }
 
 fn refusal(r: Refusal, currency: &str, ignored: Vec<String>) -> ApiError {
@@ -120,14 +105,7 @@ pub async fn request(state: &AppState, who: &Principal, op: Operation, body: &Va
                 ignored,
             });
         }
-        BeginOutcome::Refused(r) => {
-            let currency = state
-                .store
-                .payment(&who.merchant_id, &valid.transaction_id)
-                .await?
-                .map_or_else(|| "EUR".to_owned(), |p| p.currency);
-            return Err(refusal(r, &currency, ignored));
-        }
+        BeginOutcome::Refused { refusal: r, currency } => return Err(refusal(r, &currency, ignored)),
     };
     let Some(_running) = claim(state, &pk) else {
         return Err(ApiError::RequestInProgress { property: "modificationId" });
@@ -273,7 +251,9 @@ pub async fn internal(
     let (payment, pk) = match begin {
         BeginOutcome::Started { payment, pk } | BeginOutcome::Unanswered { payment, pk } => (payment, pk),
         BeginOutcome::Replay { .. } => return Ok(state.store.payment(merchant_id, payment_id).await?),
-        BeginOutcome::Refused(_) | BeginOutcome::NotFound | BeginOutcome::CurrencyMismatch { .. } => return Ok(None),
+        BeginOutcome::Refused { .. } | BeginOutcome::NotFound | BeginOutcome::CurrencyMismatch { .. } => {
+            return Ok(None);
+        }
         BeginOutcome::Conflict => return Err(ApiError::Internal("automatic modification id reused".into())),
     };
     let Some(_running) = claim(state, &pk) else { return Ok(Some(payment)) };

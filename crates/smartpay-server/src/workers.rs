@@ -50,9 +50,9 @@ pub async fn run_jobs_once(state: &AppState) -> Result<usize, smartpay_store::St
             // settlement): either way the job is over.
             Ok(_) => state.store.complete_job(job.id).await?,
             Err(e) => {
-                let backoff = 1000i64.saturating_mul(1 << job.attempts.min(10)).min(600_000);
+                let backoff = 1000u64.saturating_mul(1 << job.attempts.min(10)).min(600_000);
                 tracing::warn!(job = job.kind.as_str(), transaction_id = %job.payment_id, error = %e, "job failed; will retry");
-                state.store.retry_job(job.id, state.now().plus_seconds(0).plus_millis(backoff as u64)).await?;
+                state.store.retry_job(job.id, state.now().plus_millis(backoff)).await?;
             }
         }
     }

@@ -291,7 +291,11 @@ pub enum BeginOutcome {
     /// Opened; the payment as it is now (with the new modification).
     Started { payment: Payment, pk: String },
     /// Refused by the money rules; nothing was written.
-    Refused(smartpay_domain::modification::Refusal),
+    Refused {
+        refusal: smartpay_domain::modification::Refusal,
+        /// The payment's currency, in which a refusal's remaining amount is counted.
+        currency: String,
+    },
     /// The request names another currency than the payment's; nothing was written.
     CurrencyMismatch { expected: String },
     /// No such payment for this merchant.

@@ -143,7 +143,7 @@ pub(crate) fn begin_tx(conn: &Connection, m: &NewModification) -> Result<BeginOu
         )?;
         if done.is_none() {
             let now = read_payment(conn, &m.merchant_id, &m.payment_id)?.ok_or(StoreError::NotFound)?;
-            return Ok(BeginOutcome::Refused(Refusal::InvalidState(now.status)));
+            return Ok(BeginOutcome::Refused { refusal: Refusal::InvalidState(now.status), currency: now.currency });
         }
     }
     let Some(mut payment) = read_payment(conn, &m.merchant_id, &m.payment_id)? else {
@@ -158,7 +158,7 @@ pub(crate) fn begin_tx(conn: &Connection, m: &NewModification) -> Result<BeginOu
     let (kind, status, amount, event) = match m.request {
         ModificationRequest::Merchant(request) => match plan(payment.status, &ledger, request) {
             Ok(p) => (p.kind, p.kind.initial_status(), p.amount_minor, p.event),
-            Err(refusal) => return Ok(BeginOutcome::Refused(refusal)),
+            Err(refusal) => return Ok(BeginOutcome::Refused { refusal, currency: payment.currency }),
         },
         ModificationRequest::Settlement if payment.status == PaymentStatus::Captured => (
             ModificationType::Settlement,
@@ -174,7 +174,10 @@ pub(crate) fn begin_tx(conn: &Connection, m: &NewModification) -> Result<BeginOu
             (ModificationType::Chargeback, ModificationStatus::Chargeback, amount, None)
         }
         ModificationRequest::Settlement | ModificationRequest::Chargeback(_) => {
-            return Ok(BeginOutcome::Refused(Refusal::InvalidState(payment.status)));
+            return Ok(BeginOutcome::Refused {
+                refusal: Refusal::InvalidState(payment.status),
+                currency: payment.currency,
+            });
         }
     };
     conn.prepare_cached(
