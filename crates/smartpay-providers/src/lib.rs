@@ -6,7 +6,10 @@
 //! reserved for requests the provider refused as malformed. Each provider keeps its wire types
 //! and their mapping in its own module; adding one is a module and a line in [`Registry::new`].
 
+mod client;
+pub mod payu;
 pub mod sandbox;
+mod service;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -97,6 +100,12 @@ pub enum AuthorizeOutcome {
         reference: String,
         url: String,
     },
+    /// The shopper must approve the payment on the provider's page at `url` (asynchronous
+    /// methods such as PayU); the outcome is learned later by polling.
+    Redirect {
+        reference: String,
+        url: String,
+    },
     /// No answer in time: the outcome must be found by polling, never by sending again blindly.
     Unknown,
 }
@@ -115,9 +124,70 @@ pub enum ModifyOutcome {
 pub enum ProviderStatus {
     Authorized,
     Declined(DeclineReason),
+    /// Accepted, not decided yet.
     Pending,
+    /// Waiting for the shopper: a 3-D Secure challenge or an approval page not completed yet.
     ChallengePending,
+}
+
+/// What the provider says about one authorization, with the amount and currency it holds (the
+/// gateway compares them with the payment's before it believes the status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationState {
+    pub reference: String,
+    pub status: ProviderStatus,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// The answer to a status question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Found(AuthorizationState),
+    /// The provider does not know this authorization (never received, or forgotten).
+    NotFound,
+    /// No usable answer (timeout, 5xx, unreadable): ask again later.
     Unknown,
+}
+
+/// An asynchronous (redirect) payment to start at the provider.
+#[derive(Debug, Clone)]
+pub struct RedirectRequest {
+    /// SmartPay's transactionId; also the provider-side idempotency key (PayU's `extOrderId`).
+    pub payment_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub description: String,
+    /// Where the provider's page sends the shopper back to.
+    pub return_url: String,
+    /// Where the provider may send notifications about the payment (SmartPay's inbound
+    /// endpoint); `None` when the gateway relies on polling alone.
+    pub notify_url: Option<String>,
+    /// Origins of the pages the approval page will be shown inside (see [`AuthorizeRequest`]).
+    pub frame_ancestors: Vec<String>,
+}
+
+/// A provider's notification that something changed, verified. It only tells the gateway whom
+/// to ask: its content is never taken as the payment's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The provider's id of this notification, for deduplication.
+    pub event_id: String,
+    /// The authorization's provider reference.
+    pub reference: String,
+}
+
+/// Why an inbound notification was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NoticeError {
+    #[error("this provider sends no notifications")]
+    Unsupported,
+    #[error("the notification is not signed")]
+    Unsigned,
+    #[error("the notification's signature is wrong")]
+    BadSignature,
+    #[error("the notification is malformed")]
+    Malformed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,8 +216,21 @@ pub trait Provider: Send + Sync + 'static {
     fn capture(&self, req: ModifyRequest) -> ProviderFuture<'_, ModifyOutcome>;
     fn refund(&self, req: ModifyRequest) -> ProviderFuture<'_, ModifyOutcome>;
     fn cancel(&self, req: ModifyRequest) -> ProviderFuture<'_, ModifyOutcome>;
-    /// The authorization's current state.
-    fn status(&self, reference: &str) -> ProviderFuture<'_, ProviderStatus>;
+    /// The authorization's current state, by the provider's reference.
+    fn status(&self, reference: &str) -> ProviderFuture<'_, Lookup>;
+    /// The authorization sent with `idempotency_key` (SmartPay's transactionId), for when the
+    /// answer to the authorization request itself was lost (timeout, crash).
+    fn find(&self, idempotency_key: &str) -> ProviderFuture<'_, Lookup>;
+    /// Starts an asynchronous payment the shopper approves on the provider's page.
+    fn start_redirect(&self, req: RedirectRequest) -> ProviderFuture<'_, AuthorizeOutcome> {
+        let _ = req;
+        Box::pin(async { Err(ProviderError::Rejected(format!("{} has no redirect payments", self.name()))) })
+    }
+    /// Verifies an inbound notification (`signature` is the provider's signature header).
+    fn verify_notification(&self, signature: Option<&str>, body: &[u8]) -> Result<Notice, NoticeError> {
+        let _ = (signature, body);
+        Err(NoticeError::Unsupported)
+    }
 }
 
 /// The providers a server can use, by name.
@@ -162,6 +245,9 @@ impl Registry {
         let mut r = Registry::default();
         if let Some(s) = &config.sandbox {
             r.register(Arc::new(sandbox::SandboxConnector::new(s.clone())));
+        }
+        if let Some(p) = &config.payu {
+            r.register(Arc::new(payu::PayuConnector::new(p.clone())));
         }
         r
     }
@@ -185,6 +271,8 @@ impl Registry {
 #[derive(Debug, Clone, Default)]
 pub struct ProvidersConfig {
     pub sandbox: Option<sandbox::ConnectorConfig>,
+    /// The asynchronous provider PAYU (in the sandbox, the fake [`payu::fake`]).
+    pub payu: Option<payu::ConnectorConfig>,
 }
 
 /// A provider reference like the seed's `zKZhOVjJitCdHdJzicGmI`: 22 random base62 characters.

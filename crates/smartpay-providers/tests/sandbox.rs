@@ -87,6 +87,17 @@ fn request(id: &str, number: &str) -> AuthorizeRequest {
     }
 }
 
+/// The status the acquirer reports for `reference`, which it must know.
+async fn status(p: &SandboxConnector, reference: &str) -> ProviderStatus {
+    match p.status(reference).await.unwrap() {
+        Lookup::Found(state) => {
+            assert_eq!(state.reference, reference);
+            state.status
+        }
+        other => panic!("{reference}: {other:?}"),
+    }
+}
+
 fn modify(reference: &str, id: &str, amount: i64) -> ModifyRequest {
     ModifyRequest {
         reference: reference.into(),
@@ -136,10 +147,10 @@ async fn pending_cards_are_decided_later_and_found_by_polling() {
     else {
         panic!()
     };
-    assert_eq!(p.status(&ok).await.unwrap(), ProviderStatus::Pending);
+    assert_eq!(status(p, &ok).await, ProviderStatus::Pending);
     tokio::time::sleep(Duration::from_millis(350)).await;
-    assert_eq!(p.status(&ok).await.unwrap(), ProviderStatus::Authorized);
-    assert_eq!(p.status(&ko).await.unwrap(), ProviderStatus::Declined(DeclineReason::CardDeclined));
+    assert_eq!(status(p, &ok).await, ProviderStatus::Authorized);
+    assert_eq!(status(p, &ko).await, ProviderStatus::Declined(DeclineReason::CardDeclined));
 }
 
 #[tokio::test]
@@ -152,7 +163,7 @@ async fn a_silent_acquirer_gives_unknown_and_the_retry_is_idempotent() {
     else {
         panic!("the replay should answer the decided authorization")
     };
-    assert_eq!(p.status(&reference).await.unwrap(), ProviderStatus::Authorized);
+    assert_eq!(status(p, &reference).await, ProviderStatus::Authorized);
     let AuthorizeOutcome::Authorized { reference: a } =
         p.authorize(request("pay-x", "4111111111111111")).await.unwrap()
     else {
@@ -242,7 +253,7 @@ async fn the_challenge_page_approves_or_fails_and_returns_only_to_smartpays_page
             panic!()
         };
         assert_eq!(url, format!("{}/sandbox-acquirer/v1/challenges/{reference}", sb.public), "reached by a browser");
-        assert_eq!(sb.p.status(&reference).await.unwrap(), ProviderStatus::ChallengePending);
+        assert_eq!(status(&sb.p, &reference).await, ProviderStatus::ChallengePending);
         let page = http.get(&url).send().await.unwrap();
         assert_eq!(page.status(), 200);
         let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
@@ -262,11 +273,11 @@ async fn the_challenge_page_approves_or_fails_and_returns_only_to_smartpays_page
         assert_eq!(r.status(), 303);
         let expected_location = format!("{}?authorization={reference}&result={result}", sb.return_url());
         assert_eq!(r.headers()["location"], expected_location.as_str());
-        assert_eq!(sb.p.status(&reference).await.unwrap(), expected);
+        assert_eq!(status(&sb.p, &reference).await, expected);
         // Deciding again changes nothing and still returns only to SmartPay.
         let again = http.post(&url).form(&[("decision", "approve")]).send().await.unwrap();
         assert_eq!(again.headers()["location"], expected_location.as_str());
-        assert_eq!(sb.p.status(&reference).await.unwrap(), expected);
+        assert_eq!(status(&sb.p, &reference).await, expected);
     }
 }
 
@@ -286,7 +297,7 @@ async fn the_challenge_page_refuses_unknown_challenges_and_decisions() {
     };
     let r = http.post(&url).form(&[("decision", "maybe")]).send().await.unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(sb.p.status(&reference).await.unwrap(), ProviderStatus::ChallengePending);
+    assert_eq!(status(&sb.p, &reference).await, ProviderStatus::ChallengePending);
 }
 
 #[tokio::test]
@@ -374,11 +385,9 @@ async fn memory_holds_at_most_max_authorizations() {
         references.push(reference);
     }
     assert_eq!(sb.acq.stored(), 10);
-    assert_eq!(sb.p.status(&references[49]).await.unwrap(), ProviderStatus::Authorized, "the newest are kept");
-    assert!(
-        matches!(sb.p.status(&references[0]).await, Err(ProviderError::Rejected(e)) if e == "404 not_found"),
-        "the oldest finished ones were forgotten"
-    );
+    assert_eq!(status(&sb.p, &references[49]).await, ProviderStatus::Authorized, "the newest are kept");
+    assert_eq!(sb.p.status(&references[0]).await.unwrap(), Lookup::NotFound, "the oldest finished ones were forgotten");
+    assert_eq!(sb.p.find("pay-cap-0").await.unwrap(), Lookup::NotFound, "with their idempotency keys");
 }
 
 #[tokio::test]
@@ -438,7 +447,10 @@ async fn the_acquirer_refuses_malformed_and_oversized_requests() {
     m.currency = "EURO".into();
     assert!(matches!(sb.p.capture(m).await, Err(ProviderError::Rejected(e)) if e == "400 invalid_currency"));
     let long_id = "r".repeat(300);
-    assert!(matches!(sb.p.status(&long_id).await, Err(ProviderError::Rejected(e)) if e == "404 not_found"));
+    assert_eq!(sb.p.status(&long_id).await.unwrap(), Lookup::NotFound);
+    assert!(
+        matches!(sb.p.find(&"k".repeat(256)).await, Err(ProviderError::Rejected(e)) if e == "400 invalid_idempotency_key")
+    );
 }
 
 #[tokio::test]
@@ -536,4 +548,96 @@ async fn an_authorization_naming_anything_but_origins_as_frame_ancestors_is_refu
         let outcome = sb.p.authorize(req).await;
         assert!(!matches!(outcome, Ok(AuthorizeOutcome::ChallengeRequired { .. })), "{bad}: {outcome:?}");
     }
+}
+
+#[tokio::test]
+async fn a_lookup_reports_the_amount_and_currency_the_acquirer_holds() {
+    let Sandbox { p, .. } = &setup().await;
+    let mut req = request("pay-usd", "4111111111111111");
+    req.amount_minor = 4200;
+    req.currency = "USD".into();
+    let AuthorizeOutcome::Authorized { reference } = p.authorize(req).await.unwrap() else { panic!() };
+    let expected = Lookup::Found(AuthorizationState {
+        reference: reference.clone(),
+        status: ProviderStatus::Authorized,
+        amount_minor: 4200,
+        currency: "USD".into(),
+    });
+    assert_eq!(p.status(&reference).await.unwrap(), expected);
+    assert_eq!(p.find("pay-usd").await.unwrap(), expected, "found by the payment id too");
+}
+
+#[tokio::test]
+async fn an_authorization_whose_answer_was_lost_is_found_by_its_idempotency_key() {
+    let Sandbox { p, .. } = &setup().await;
+    // The …0408 card: the acquirer decides at once but answers after the connector gave up.
+    assert_eq!(p.authorize(request("pay-lost", "4000000000000408")).await.unwrap(), AuthorizeOutcome::Unknown);
+    let Lookup::Found(state) = p.find("pay-lost").await.unwrap() else { panic!("the acquirer made it") };
+    assert_eq!(state.status, ProviderStatus::Authorized);
+    assert_eq!((state.amount_minor, state.currency.as_str()), (1099, "EUR"));
+    assert_eq!(status(p, &state.reference).await, ProviderStatus::Authorized, "its reference works for polling");
+    // A request that never arrived is not found, so the gateway knows nothing was authorized.
+    assert_eq!(p.find("pay-never-sent").await.unwrap(), Lookup::NotFound);
+    assert_eq!(p.status(&"x".repeat(22)).await.unwrap(), Lookup::NotFound);
+}
+
+#[tokio::test]
+async fn keys_and_references_are_sent_as_one_encoded_segment_or_parameter() {
+    let Sandbox { p, .. } = &setup().await;
+    let key = "pay&idempotencyKey=other#/?%";
+    let AuthorizeOutcome::Authorized { reference } = p.authorize(request(key, "4111111111111111")).await.unwrap()
+    else {
+        panic!()
+    };
+    let AuthorizeOutcome::Authorized { .. } = p.authorize(request("other", "4111111111111111")).await.unwrap() else {
+        panic!()
+    };
+    let Lookup::Found(found) = p.find(key).await.unwrap() else { panic!() };
+    assert_eq!(found.reference, reference, "the whole key was looked up, not a part of it");
+    // A reference cannot reach another route (here: the captures of an authorization).
+    assert_eq!(p.status(&format!("{reference}/captures")).await.unwrap(), Lookup::NotFound);
+    for odd in ["..", ".", ""] {
+        assert!(matches!(p.status(odd).await, Err(ProviderError::Rejected(_))), "{odd:?}");
+    }
+}
+
+/// A provider that answers lookups as `answer` says, and 404 with an unknown code for one path.
+async fn odd_provider(status: u16, body: &'static str) -> SandboxConnector {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let code = axum::http::StatusCode::from_u16(status).unwrap();
+    let app = axum::Router::new()
+        .route("/v1/authorizations/{id}", axum::routing::get(move || async move { (code, body) }))
+        .route("/v1/authorizations", axum::routing::get(move || async move { (code, body) }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    SandboxConnector::new(ConnectorConfig { base_url: base, timeout: Duration::from_secs(2), api_key: KEY.into() })
+}
+
+#[tokio::test]
+async fn lookups_without_a_usable_answer_are_unknown_and_only_the_providers_not_found_is_not_found() {
+    for (status, body) in [
+        (500, r#"{"error":"internal"}"#),
+        (503, ""),
+        (429, r#"{"error":"slow_down"}"#),
+        (200, "not json"),
+        (200, r#"{"id":"a","status":"SOMETHING_NEW","amount":1,"currency":"EUR"}"#),
+    ] {
+        let p = odd_provider(status, body).await;
+        assert_eq!(p.status("abc").await.unwrap(), Lookup::Unknown, "{status} {body}");
+        assert_eq!(p.find("pay-1").await.unwrap(), Lookup::Unknown, "{status} {body}");
+    }
+    let p = odd_provider(404, r#"{"error":"not_found"}"#).await;
+    assert_eq!(p.status("abc").await.unwrap(), Lookup::NotFound);
+    // A 404 that is not the acquirer's answer (a wrong base URL, a proxy) must not be taken for
+    // "never authorized".
+    for body in ["<html>Not Found</html>", r#"{"error":"no_such_route"}"#] {
+        let p = odd_provider(404, body).await;
+        assert!(matches!(p.status("abc").await, Err(ProviderError::Rejected(_))), "{body}");
+    }
+    let silent = SandboxConnector::new(ConnectorConfig {
+        base_url: "http://127.0.0.1:1".into(),
+        timeout: Duration::from_millis(300),
+        api_key: KEY.into(),
+    });
+    assert_eq!(silent.status("abc").await.unwrap(), Lookup::Unknown, "nobody listening");
 }

@@ -44,7 +44,13 @@ pub struct AppState {
     local_addr: OnceLock<std::net::SocketAddr>,
     /// The sandbox acquirer's machine API (its base URL and key), once known.
     acquirer_api: OnceLock<(String, String)>,
+    /// Sandbox PayU's machine API (base URL, key, notification secret), once known.
+    payu_api: OnceLock<(String, String, String)>,
     providers: OnceLock<Registry>,
+    /// Pending resolution's per-provider poll ceiling.
+    pub poll_limiter: crate::resolve::PollLimiter,
+    /// Sends notifications to merchants.
+    pub notifier: smartpay_notify::Deliverer,
 }
 
 /// A request being executed in this process: (merchant, scope, key).
@@ -106,6 +112,11 @@ impl AppState {
             clock.clone(),
         )
         .await?;
+        let profile = match config.mode {
+            Mode::Sandbox => smartpay_notify::Profile::Sandbox,
+            Mode::Production => smartpay_notify::Profile::Production,
+        };
+        let notifier = smartpay_notify::Deliverer::new(profile, Duration::from_millis(config.notification_timeout_ms));
         Ok(Arc::new(AppState {
             ip_limiter: Limiter::new(config.ip_submits_per_minute, clock.clone()),
             merchant_limiter: Limiter::new(config.merchant_submits_per_minute, clock.clone()),
@@ -136,7 +147,10 @@ impl AppState {
             public_base: OnceLock::new(),
             local_addr: OnceLock::new(),
             acquirer_api: OnceLock::new(),
+            payu_api: OnceLock::new(),
             providers: OnceLock::new(),
+            poll_limiter: crate::resolve::PollLimiter::default(),
+            notifier,
         }))
     }
 
@@ -195,6 +209,12 @@ impl AppState {
         }
     }
 
+    /// Sandbox PayU's machine API as (base URL, key, notification secret), once started: for
+    /// its test controls and for signing inbound notifications in tests.
+    pub fn sandbox_payu_api(&self) -> Option<(String, String, String)> {
+        self.payu_api.get().cloned()
+    }
+
     /// The enabled providers.
     pub fn providers(&self) -> &Registry {
         self.providers.get_or_init(|| {
@@ -207,8 +227,34 @@ impl AppState {
                     api_key: key.clone(),
                 });
             }
+            if let Some((base_url, key, notify_secret)) = self.payu_api.get() {
+                config.payu = Some(smartpay_providers::payu::ConnectorConfig {
+                    base_url: base_url.clone(),
+                    timeout: Duration::from_millis(self.config.provider_timeout_ms),
+                    api_key: key.clone(),
+                    notify_secret: notify_secret.clone(),
+                });
+            }
             Registry::new(&config)
         })
+    }
+
+    /// Sandbox PayU's configuration: its machine API on a loopback port of its own, its approval
+    /// pages mounted at `/sandbox-payu` on this server's public listener.
+    fn payu_config(&self, api_key: String, notify_secret: String) -> smartpay_providers::payu::fake::FakeConfig {
+        let base = self.public_base();
+        smartpay_providers::payu::fake::FakeConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            api_key,
+            public_base: format!("{base}/sandbox-payu"),
+            frame_ancestor: crate::widget::normalize_origin(base).unwrap_or_else(|| base.to_owned()),
+            confirm_delay: Duration::from_millis(self.config.sandbox_payu_confirm_delay_ms),
+            refund_delay: Duration::from_millis(self.config.sandbox_payu_refund_delay_ms),
+            notify_secret,
+            test_controls: self.config.sandbox_payu_test_controls,
+            max_orders: 100_000,
+            latency: Duration::from_millis(self.config.sandbox_latency_ms),
+        }
     }
 }
 
@@ -262,7 +308,7 @@ pub async fn start(state: Arc<AppState>) -> anyhow::Result<Running> {
             .with_context(|| format!("capture_policies.{merchant}: no such merchant"))?;
     }
 
-    let mut challenge_router = None;
+    let mut sandbox_pages = Vec::new();
     if let (true, Some(url), Some(key)) = (
         state.config.sandbox_enabled(),
         state.config.sandbox_acquirer_url.clone(),
@@ -275,7 +321,28 @@ pub async fn start(state: Arc<AppState>) -> anyhow::Result<Running> {
             .await
             .context("starting the sandbox acquirer")?;
         let _ = state.acquirer_api.set((format!("http://{}", spawned.api_addr), key));
-        challenge_router = Some(spawned.challenge_router.clone());
+        sandbox_pages.push(("/sandbox-acquirer", spawned.challenge_router.clone()));
+        let mut stop = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            drop(spawned);
+        }));
+    }
+    if let (true, Some(url), Some(key), Some(secret)) = (
+        state.config.sandbox_enabled(),
+        state.config.sandbox_payu_url.clone(),
+        state.config.sandbox_payu_key.clone(),
+        state.config.sandbox_payu_notify_secret.clone(),
+    ) {
+        let _ = state.payu_api.set((url.trim_end_matches('/').to_owned(), key, secret));
+    } else if state.config.sandbox_enabled() {
+        let key = crate::secrets::random_alphanumeric(32)?;
+        let secret = crate::secrets::random_alphanumeric(32)?;
+        let spawned = smartpay_providers::payu::fake::spawn(state.payu_config(key.clone(), secret.clone()))
+            .await
+            .context("starting sandbox PayU")?;
+        let _ = state.payu_api.set((format!("http://{}", spawned.api_addr), key, secret));
+        sandbox_pages.push(("/sandbox-payu", spawned.pages_router.clone()));
         let mut stop = rx.clone();
         tasks.push(tokio::spawn(async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -307,7 +374,7 @@ pub async fn start(state: Arc<AppState>) -> anyhow::Result<Running> {
         None => None,
     };
 
-    let router = crate::http::router(state.clone(), challenge_router);
+    let router = crate::http::router(state.clone(), sandbox_pages);
     let max_connections = crate::http::listener::effective_max_connections(state.config.max_connections);
     if max_connections < state.config.max_connections {
         tracing::warn!(

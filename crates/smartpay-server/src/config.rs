@@ -113,6 +113,38 @@ pub struct Config {
     pub capture_policies: std::collections::BTreeMap<String, CapturePolicyConfig>,
     /// Where `/metrics` is served (a separate operators' listener); `None` serves no metrics.
     pub admin_listen: Option<SocketAddr>,
+    /// Sandbox PayU (`PAYU`): a fake PayU running as its own process (`smartpay sandbox-payu`):
+    /// its API base URL, key and notification secret. Unset: started in-process.
+    pub sandbox_payu_url: Option<String>,
+    pub sandbox_payu_key: Option<String>,
+    pub sandbox_payu_notify_secret: Option<String>,
+    /// Sandbox PayU: from the shopper's approval to the decision, and from a refund to its
+    /// confirmation.
+    pub sandbox_payu_confirm_delay_ms: u64,
+    pub sandbox_payu_refund_delay_ms: u64,
+    /// Sandbox PayU's test controls (scripted answers, counters) for the test suites.
+    pub sandbox_payu_test_controls: bool,
+    /// Pending resolution (CONTRACT §11): the first look at a payment or modification that is
+    /// still pending this long after it became pending (a synchronous answer makes it moot).
+    pub pending_first_poll_ms: u64,
+    /// Backoff between polls: doubles from `pending_poll_initial_ms` up to
+    /// `pending_poll_max_ms`, each with random jitter.
+    pub pending_poll_initial_ms: u64,
+    pub pending_poll_max_ms: u64,
+    /// A payment or modification still pending this long after it became pending is recorded
+    /// as failed (`payment_provider_timeout`).
+    pub pending_deadline_seconds: u64,
+    /// A 3-D Secure challenge or approval page the shopper has not completed in this time ends
+    /// the authorization as failed (`payment_provider_authentication_abandoned`).
+    pub challenge_deadline_seconds: u64,
+    /// Polls per second per provider, at most (per node): an outage is not hammered.
+    pub provider_polls_per_second: u32,
+    /// Notifications to merchants: how long one is retried before it is given up (at least 24 h),
+    /// and how long one attempt may take.
+    pub notification_retry_horizon_seconds: u64,
+    pub notification_timeout_ms: u64,
+    /// When a merchant rotates its signing secret, the old one keeps signing this long.
+    pub notification_secret_overlap_seconds: u64,
 }
 
 impl Default for Config {
@@ -160,6 +192,21 @@ impl Default for Config {
             token_max_body_bytes: 4096,
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             capture_policies: std::collections::BTreeMap::new(),
+            sandbox_payu_url: None,
+            sandbox_payu_key: None,
+            sandbox_payu_notify_secret: None,
+            sandbox_payu_confirm_delay_ms: 3000,
+            sandbox_payu_refund_delay_ms: 3000,
+            sandbox_payu_test_controls: false,
+            pending_first_poll_ms: 5000,
+            pending_poll_initial_ms: 2000,
+            pending_poll_max_ms: 300_000,
+            pending_deadline_seconds: 3600,
+            challenge_deadline_seconds: 900,
+            provider_polls_per_second: 20,
+            notification_retry_horizon_seconds: 3 * 86_400,
+            notification_timeout_ms: 10_000,
+            notification_secret_overlap_seconds: 86_400,
         }
     }
 }
@@ -281,6 +328,23 @@ impl Config {
                 "MERCHANT_SUBMITS_PER_MINUTE" => {
                     cfg.merchant_submits_per_minute = u32::try_from(num(&value)?).map_err(|_| bad("too large"))?
                 }
+                "SANDBOX_PAYU_URL" => cfg.sandbox_payu_url = Some(value),
+                "SANDBOX_PAYU_KEY" => cfg.sandbox_payu_key = Some(value),
+                "SANDBOX_PAYU_NOTIFY_SECRET" => cfg.sandbox_payu_notify_secret = Some(value),
+                "SANDBOX_PAYU_CONFIRM_DELAY_MS" => cfg.sandbox_payu_confirm_delay_ms = num(&value)?,
+                "SANDBOX_PAYU_REFUND_DELAY_MS" => cfg.sandbox_payu_refund_delay_ms = num(&value)?,
+                "SANDBOX_PAYU_TEST_CONTROLS" => cfg.sandbox_payu_test_controls = value == "true" || value == "1",
+                "PENDING_FIRST_POLL_MS" => cfg.pending_first_poll_ms = num(&value)?,
+                "PENDING_POLL_INITIAL_MS" => cfg.pending_poll_initial_ms = num(&value)?,
+                "PENDING_POLL_MAX_MS" => cfg.pending_poll_max_ms = num(&value)?,
+                "PENDING_DEADLINE_SECONDS" => cfg.pending_deadline_seconds = num(&value)?,
+                "CHALLENGE_DEADLINE_SECONDS" => cfg.challenge_deadline_seconds = num(&value)?,
+                "PROVIDER_POLLS_PER_SECOND" => {
+                    cfg.provider_polls_per_second = u32::try_from(num(&value)?).map_err(|_| bad("too large"))?
+                }
+                "NOTIFICATION_RETRY_HORIZON_SECONDS" => cfg.notification_retry_horizon_seconds = num(&value)?,
+                "NOTIFICATION_TIMEOUT_MS" => cfg.notification_timeout_ms = num(&value)?,
+                "NOTIFICATION_SECRET_OVERLAP_SECONDS" => cfg.notification_secret_overlap_seconds = num(&value)?,
                 // FAILPOINTS is read by AppState (crash tests, sandbox mode only).
                 "CONFIG" | "FAILPOINTS" => {}
                 _ => return Err(bad("unknown setting")),
@@ -344,6 +408,31 @@ impl Config {
         }
         if self.sandbox_acquirer_url.is_some() != self.sandbox_acquirer_key.is_some() {
             return Err(ConfigError::Invalid("sandbox_acquirer_url and sandbox_acquirer_key go together".into()));
+        }
+        let payu = [&self.sandbox_payu_url, &self.sandbox_payu_key, &self.sandbox_payu_notify_secret];
+        if payu.iter().any(|v| v.is_some()) && !payu.iter().all(|v| v.is_some()) {
+            return Err(ConfigError::Invalid(
+                "sandbox_payu_url, sandbox_payu_key and sandbox_payu_notify_secret go together".into(),
+            ));
+        }
+        if self.pending_poll_initial_ms == 0 || self.pending_poll_max_ms < self.pending_poll_initial_ms {
+            return Err(ConfigError::Invalid(
+                "pending_poll_initial_ms must be positive and at most pending_poll_max_ms".into(),
+            ));
+        }
+        if self.pending_deadline_seconds == 0 || self.challenge_deadline_seconds == 0 {
+            return Err(ConfigError::Invalid("pending and challenge deadlines must be positive".into()));
+        }
+        if self.provider_polls_per_second == 0 {
+            return Err(ConfigError::Invalid("provider_polls_per_second must be positive".into()));
+        }
+        if self.notification_retry_horizon_seconds < 86_400 {
+            return Err(ConfigError::Invalid(
+                "notification_retry_horizon_seconds must be at least 86400 (24 h)".into(),
+            ));
+        }
+        if self.notification_timeout_ms == 0 {
+            return Err(ConfigError::Invalid("notification_timeout_ms must be positive".into()));
         }
         for (merchant, p) in &self.capture_policies {
             if smartpay_domain::modification::CaptureMode::parse(&p.mode).is_none() {

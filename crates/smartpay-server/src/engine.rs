@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 use smartpay_domain::card::{CardError, CardNumber, Cvc, Expiry};
 use smartpay_domain::modification::CaptureMode;
 use smartpay_domain::{Event, PaymentStatus};
-use smartpay_providers::{AuthorizeOutcome, AuthorizeRequest, Card, Provider, ProviderStatus};
-use smartpay_store::{JobKind, MerchantStatus, Payment, PaymentUpdate};
+use smartpay_providers::{AuthorizeOutcome, AuthorizeRequest, Card, Lookup, Provider, ProviderStatus, RedirectRequest};
+use smartpay_store::{EventOrigin, JobKind, MerchantStatus, Payment, PaymentUpdate};
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode, Problem};
@@ -96,8 +96,99 @@ fn parse_card(input: &CardInput, this_month: (i64, u32)) -> Result<(Card, &'stat
     }
 }
 
-pub(crate) fn provider(state: &AppState) -> Result<std::sync::Arc<dyn Provider>, ApiError> {
-    state.providers().get("sandbox").ok_or_else(|| ApiError::Internal("no card provider is enabled".into()))
+/// The provider that takes cards.
+pub(crate) fn card_provider(state: &AppState) -> Result<std::sync::Arc<dyn Provider>, ApiError> {
+    provider_named(state, "sandbox")
+}
+
+/// A provider by name; a payment keeps the name of the one that handles it.
+pub(crate) fn provider_named(state: &AppState, name: &str) -> Result<std::sync::Arc<dyn Provider>, ApiError> {
+    state.providers().get(name).ok_or_else(|| ApiError::Internal(format!("provider {name} is not enabled")))
+}
+
+/// The provider that handles `payment`.
+pub(crate) fn provider_of(state: &AppState, payment: &Payment) -> Result<std::sync::Arc<dyn Provider>, ApiError> {
+    provider_named(state, payment.provider.as_deref().unwrap_or("sandbox"))
+}
+
+/// The asynchronous payment methods the widget offers, with the provider behind each.
+pub const REDIRECT_METHODS: &[(&str, &str)] = &[("PAYU", "payu")];
+
+/// The update that moves a checkout to AUTHORIZATION_PENDING for `provider`: the pending
+/// resolution job is scheduled in the same transaction, so a crash before the provider's
+/// answer is recorded cannot leave the payment pending for ever.
+fn authorization_requested(state: &AppState, provider: &str, method: &str) -> PaymentUpdate {
+    PaymentUpdate {
+        provider: Some(provider.into()),
+        payment_method: Some(method.into()),
+        attempt_cap: Some(state.config.max_card_attempts),
+        origin: EventOrigin::Widget,
+        schedule: vec![(JobKind::ResolveAuthorization, state.now().plus_millis(state.config.pending_first_poll_ms))],
+        ..Default::default()
+    }
+}
+
+/// Moves `payment` from CREATED to AUTHORIZATION_PENDING, or says why it cannot.
+async fn start_authorization(state: &AppState, payment: &Payment, update: PaymentUpdate) -> Result<(), ApiError> {
+    let started = state
+        .store
+        .apply_event(&payment.id, PaymentStatus::Created, Event::AuthorizationRequested, state.now(), update)
+        .await?;
+    if started.is_some() {
+        return Ok(());
+    }
+    // Either the attempt cap was reached, or another submission won the race.
+    let now = state.store.payment(&payment.merchant_id, &payment.id).await?.ok_or(ApiError::NotFound)?;
+    if now.status == PaymentStatus::Created {
+        return Err(locked(payment));
+    }
+    Err(ApiError::InvalidState { status: now.status, ignored: Vec::new() })
+}
+
+/// The shopper chose an asynchronous method (`PAYU`): the payment is started at its provider,
+/// and the shopper is sent to the provider's approval page (`challengeUrl` of the answer).
+pub async fn start_redirect(
+    state: &AppState,
+    payment: Payment,
+    method: &str,
+    client_ip: &str,
+) -> Result<PaymentAnswer, ApiError> {
+    state.ip_limiter.check(client_ip).map_err(|wait| ApiError::RateLimited { retry_after: wait })?;
+    state.merchant_limiter.check(&payment.merchant_id).map_err(|wait| ApiError::RateLimited { retry_after: wait })?;
+    if payment.status != PaymentStatus::Created {
+        return Err(ApiError::InvalidState { status: payment.status, ignored: Vec::new() });
+    }
+    let Some((method, provider_name)) = REDIRECT_METHODS.iter().find(|(m, _)| *m == method) else {
+        return Err(ApiError::Invalid {
+            problems: vec![Problem::new(ErrorCode::InvalidValue).at("paymentMethod")],
+            ignored: Vec::new(),
+        });
+    };
+    let provider = provider_named(state, provider_name)?;
+    start_authorization(state, &payment, authorization_requested(state, provider.name(), method)).await?;
+    let base = state.public_base();
+    let frame_ancestors = crate::widget::allowed_origins(state, &payment.merchant_id).await?;
+    let outcome = provider
+        .start_redirect(RedirectRequest {
+            payment_id: payment.id.clone(),
+            amount_minor: payment.amount_minor,
+            currency: payment.currency.clone(),
+            description: payment.description.clone(),
+            return_url: format!("{base}/widget/challenge-return"),
+            notify_url: Some(format!("{base}/providers/{}/notifications", provider.name())),
+            frame_ancestors,
+        })
+        .await;
+    let outcome = match outcome {
+        Ok(o) => o,
+        // Refused as malformed: nothing started at the provider; resolution finds nothing
+        // and ends the payment as failed.
+        Err(e) => {
+            tracing::error!(transaction_id = %payment.id, error = %e, "the provider refused to start a payment");
+            AuthorizeOutcome::Unknown
+        }
+    };
+    record_authorization(state, &payment, outcome, EventOrigin::Widget).await
 }
 
 /// The shopper submits a card for the checkout `token`.
@@ -125,25 +216,9 @@ pub async fn submit_card(
             return Err(refused);
         }
     };
-    let provider = provider(state)?;
-    let update = PaymentUpdate {
-        provider: Some(provider.name().into()),
-        payment_method: Some(method.into()),
-        attempt_cap: Some(max),
-        ..Default::default()
-    };
-    let started = state
-        .store
-        .apply_event(&payment.id, PaymentStatus::Created, Event::AuthorizationRequested, state.now(), update)
-        .await?;
-    if started.is_none() {
-        // Either the attempt cap was reached, or another submission won the race.
-        let now = state.store.payment(&payment.merchant_id, &payment.id).await?.ok_or(ApiError::NotFound)?;
-        if now.status == PaymentStatus::Created {
-            return Err(locked(&payment));
-        }
-        return Err(ApiError::InvalidState { status: now.status, ignored: Vec::new() });
-    }
+    let provider = card_provider(state)?;
+    start_authorization(state, &payment, authorization_requested(state, provider.name(), method)).await?;
+    state.failpoint("authorization.pending_committed");
     let return_url = format!("{}/widget/challenge-return", state.public_base());
     // The challenge page is shown in the card frame inside the merchant's page.
     let frame_ancestors = crate::widget::allowed_origins(state, &payment.merchant_id).await?;
@@ -159,7 +234,8 @@ pub async fn submit_card(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     state.metrics.counters.card_submissions.fetch_add(1, Ordering::Relaxed);
-    record_authorization(state, &payment, outcome).await
+    state.failpoint("authorization.provider_answered");
+    record_authorization(state, &payment, outcome, EventOrigin::Widget).await
 }
 
 fn locked(payment: &Payment) -> ApiError {
@@ -167,11 +243,13 @@ fn locked(payment: &Payment) -> ApiError {
     ApiError::CheckoutLocked
 }
 
-/// Records a provider's authorization outcome on a payment in AUTHORIZATION_PENDING.
-async fn record_authorization(
+/// Records a provider's authorization outcome on a payment in AUTHORIZATION_PENDING, for the
+/// shopper's request (`origin` widget) or for pending resolution (`origin` automated).
+pub(crate) async fn record_authorization(
     state: &AppState,
     payment: &Payment,
     outcome: AuthorizeOutcome,
+    origin: EventOrigin,
 ) -> Result<PaymentAnswer, ApiError> {
     let now = state.now();
     let pending = PaymentStatus::AuthorizationPending;
@@ -188,6 +266,7 @@ async fn record_authorization(
                 reconciliation_reference_id: Some(reference),
                 challenge_url: Some(None),
                 reason: Some("authorized by the provider".into()),
+                origin,
                 ..Default::default()
             };
             if let Some(after) = policy.auto_cancel_seconds {
@@ -195,7 +274,7 @@ async fn record_authorization(
             }
             let status = match policy.mode {
                 // The authorization and the capture request are one write; then the capture.
-                CaptureMode::Auto => match modify::authorize_and_capture(state, payment, update).await? {
+                CaptureMode::Auto => match modify::authorize_and_capture(state, payment, update, origin).await? {
                     Some(p) => p.status,
                     None => current_status(state, payment).await?,
                 },
@@ -219,6 +298,7 @@ async fn record_authorization(
                 decline_code: Some(reason.code().to_owned()),
                 challenge_url: Some(None),
                 reason: Some(reason.code().to_owned()),
+                origin,
                 ..Default::default()
             };
             let status = state.store.apply_event(&payment.id, pending, Event::AuthorizationFailed, now, update).await?;
@@ -233,7 +313,7 @@ async fn record_authorization(
             .await?;
             Ok(answer(pending, None, "result:pending"))
         }
-        AuthorizeOutcome::ChallengeRequired { reference, url } => {
+        AuthorizeOutcome::ChallengeRequired { reference, url } | AuthorizeOutcome::Redirect { reference, url } => {
             let update = PaymentUpdate {
                 reconciliation_reference_id: Some(reference),
                 challenge_url: Some(Some(url.clone())),
@@ -243,7 +323,7 @@ async fn record_authorization(
             Ok(answer(pending, Some(url), "result:challenge"))
         }
         AuthorizeOutcome::Unknown => {
-            tracing::warn!(transaction_id = %payment.id, "provider gave no answer in time; the payment stays pending");
+            tracing::warn!(transaction_id = %payment.id, "provider gave no answer in time; pending resolution will ask");
             Ok(answer(pending, None, "result:pending"))
         }
     }
@@ -288,7 +368,20 @@ async fn capture_policy(state: &AppState, merchant_id: &str) -> Result<CapturePo
     })
 }
 
-/// After a 3-D Secure challenge: asks the provider how it ended and records it.
+/// The outcome a provider's status answer means for an authorization.
+pub(crate) fn outcome_of(status: ProviderStatus, reference: String, challenge_url: Option<String>) -> AuthorizeOutcome {
+    match status {
+        ProviderStatus::Authorized => AuthorizeOutcome::Authorized { reference },
+        ProviderStatus::Declined(reason) => AuthorizeOutcome::Declined { reference: Some(reference), reason },
+        ProviderStatus::ChallengePending => {
+            AuthorizeOutcome::ChallengeRequired { url: challenge_url.unwrap_or_default(), reference }
+        }
+        ProviderStatus::Pending => AuthorizeOutcome::Pending { reference },
+    }
+}
+
+/// After a 3-D Secure challenge or an approval page: asks the provider how it ended and
+/// records it. Still undecided, the payment stays pending and is polled soon.
 pub async fn complete_challenge(state: &AppState, token: &str) -> Result<PaymentAnswer, ApiError> {
     let payment = checkout_for_token(state, token).await?;
     let (Some(reference), true) =
@@ -296,15 +389,16 @@ pub async fn complete_challenge(state: &AppState, token: &str) -> Result<Payment
     else {
         return Err(ApiError::InvalidState { status: payment.status, ignored: Vec::new() });
     };
-    let provider = provider(state)?;
+    let provider = provider_of(state, &payment)?;
     let outcome = match provider.status(&reference).await.map_err(|e| ApiError::Internal(e.to_string()))? {
-        ProviderStatus::Authorized => AuthorizeOutcome::Authorized { reference },
-        ProviderStatus::Declined(reason) => AuthorizeOutcome::Declined { reference: Some(reference), reason },
-        ProviderStatus::ChallengePending => {
-            AuthorizeOutcome::ChallengeRequired { url: payment.challenge_url.clone().unwrap_or_default(), reference }
+        Lookup::Found(found) if found.amount_minor == payment.amount_minor && found.currency == payment.currency => {
+            outcome_of(found.status, reference, payment.challenge_url.clone())
         }
-        ProviderStatus::Pending => AuthorizeOutcome::Pending { reference },
-        ProviderStatus::Unknown => AuthorizeOutcome::Unknown,
+        // Contradictions and silence are for pending resolution to sort out, not the shopper.
+        Lookup::Found(_) | Lookup::NotFound | Lookup::Unknown => AuthorizeOutcome::Unknown,
     };
-    record_authorization(state, &payment, outcome).await
+    if matches!(outcome, AuthorizeOutcome::Pending { .. } | AuthorizeOutcome::Unknown) {
+        state.store.poll_soon(&payment.id, state.now()).await?;
+    }
+    record_authorization(state, &payment, outcome, EventOrigin::Widget).await
 }

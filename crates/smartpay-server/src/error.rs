@@ -174,6 +174,8 @@ pub enum Challenge {
     Basic,
     /// A bearer token that is not valid: `error="invalid_token"`.
     InvalidToken,
+    /// A provider's notification without a valid signature (no HTTP authentication scheme).
+    Signature,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@ mod extract;
 mod handlers;
 pub mod i18n;
 pub mod listener;
+pub mod notifications;
 pub mod openapi;
 pub(crate) mod widget;
 
@@ -32,9 +33,10 @@ use error::ErrorSpec;
 struct RouteTemplate(String);
 
 /// Every route of the public listener, in one table. `openapi::tests` checks it against the
-/// OpenAPI document. `sandbox_challenges` are the sandbox acquirer's shopper-facing 3-D Secure
-/// pages (its machine API listens on a loopback port of its own).
-pub fn router(state: Arc<AppState>, sandbox_challenges: Option<Router>) -> Router {
+/// OpenAPI document. `sandbox_pages` are the sandbox providers' shopper-facing pages by path
+/// prefix (the acquirer's 3-D Secure challenges, PayU's approval pages); their machine APIs
+/// listen on loopback ports of their own.
+pub fn router(state: Arc<AppState>, sandbox_pages: Vec<(&'static str, Router)>) -> Router {
     let api = Router::new()
         .route("/payment/creation", post(handlers::create_checkout))
         .route("/payment/status/{transactionId}", get(handlers::payment_status))
@@ -57,6 +59,16 @@ pub fn router(state: Arc<AppState>, sandbox_challenges: Option<Router>) -> Route
         .route("/widget/challenge-return.js", get(widget::return_js))
         .route("/widget/api/payments", post(widget::submit))
         .route("/widget/api/payments/complete", post(widget::complete))
+        .route("/widget/api/payments/redirect", post(widget::submit_redirect))
+        .route("/providers/{provider}/notifications", post(handlers::provider_notification))
+        .route(
+            "/notifications/settings",
+            get(notifications::get_settings).put(notifications::put_settings).delete(notifications::delete_settings),
+        )
+        .route("/notifications/signing-secrets", post(notifications::rotate_secret))
+        .route("/notifications", get(notifications::list))
+        .route("/notifications/{eventId}", get(notifications::get_one))
+        .route("/notifications/{eventId}/redeliver", post(notifications::redeliver))
         .route("/checkout/{checkoutToken}", get(widget::hosted))
         .route("/widget/hosted.js", get(widget::hosted_js))
         .route("/demo", get(widget::demo))
@@ -68,8 +80,8 @@ pub fn router(state: Arc<AppState>, sandbox_challenges: Option<Router>) -> Route
         .route("/demo/api/cancel/{transactionId}", post(widget::demo_cancel))
         .route_layer(middleware::from_fn(tag_route));
     let mut app = Router::new().merge(api);
-    if let Some(challenges) = sandbox_challenges {
-        app = app.nest_service("/sandbox-acquirer", challenges);
+    for (prefix, pages) in sandbox_pages {
+        app = app.nest_service(prefix, pages);
     }
     let body_timeout = Duration::from_millis(state.config.body_read_timeout_ms);
     let request_timeout = Duration::from_millis(state.config.request_timeout_ms);

@@ -10,6 +10,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use smartpay_store::StoreStats;
 
+/// The job queue's gauges: depth, due jobs and the age of the oldest job per kind (for the
+/// pending-resolution kinds, the age of the oldest pending payment or modification).
+pub fn render_jobs(stats: &[smartpay_store::JobStat], now: smartpay_domain::Millis) -> String {
+    let mut out = String::with_capacity(1024);
+    out.push_str("# HELP smartpay_jobs_queued Jobs queued, by kind.\n# TYPE smartpay_jobs_queued gauge\n");
+    for s in stats {
+        let _ = writeln!(out, "smartpay_jobs_queued{{kind=\"{}\"}} {}", s.kind.as_str(), s.queued);
+    }
+    out.push_str("# HELP smartpay_jobs_due Jobs due now, by kind.\n# TYPE smartpay_jobs_due gauge\n");
+    for s in stats {
+        let _ = writeln!(out, "smartpay_jobs_due{{kind=\"{}\"}} {}", s.kind.as_str(), s.due);
+    }
+    out.push_str("# HELP smartpay_jobs_oldest_age_seconds Age of the oldest queued job, by kind (RESOLVE_*: the oldest pending payment or modification).\n# TYPE smartpay_jobs_oldest_age_seconds gauge\n");
+    for s in stats {
+        let age = s.oldest.map_or(0.0, |o| (now.0 - o.0).max(0) as f64 / 1000.0);
+        let _ = writeln!(out, "smartpay_jobs_oldest_age_seconds{{kind=\"{}\"}} {age}", s.kind.as_str());
+    }
+    out
+}
+
 /// Latency histogram bucket bounds, in seconds.
 const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
@@ -38,6 +58,22 @@ pub struct Counters {
     pub provider_captures: AtomicU64,
     pub provider_refunds: AtomicU64,
     pub provider_cancels: AtomicU64,
+    /// Pending resolution: polls by what they found, polls the per-provider ceiling deferred,
+    /// pending work resolved, and pending work ended at its deadline.
+    pub polls_answered: AtomicU64,
+    pub polls_unanswered: AtomicU64,
+    pub polls_not_found: AtomicU64,
+    pub polls_mismatched: AtomicU64,
+    pub polls_throttled: AtomicU64,
+    pub pending_resolved: AtomicU64,
+    pub pending_expired: AtomicU64,
+    /// Inbound provider notifications accepted and refused.
+    pub provider_notices: AtomicU64,
+    pub provider_notices_refused: AtomicU64,
+    /// Notification delivery attempts to merchants, and notifications given up.
+    pub notifications_delivered: AtomicU64,
+    pub notification_failures: AtomicU64,
+    pub notifications_given_up: AtomicU64,
 }
 
 /// Everything recorded for one route template.
@@ -137,6 +173,58 @@ impl Metrics {
             ("smartpay_provider_captures_total", "Capture calls made to providers.", &c.provider_captures),
             ("smartpay_provider_refunds_total", "Refund calls made to providers.", &c.provider_refunds),
             ("smartpay_provider_cancels_total", "Cancellation calls made to providers.", &c.provider_cancels),
+            (
+                "smartpay_pending_polls_answered_total",
+                "Pending-resolution polls the provider answered.",
+                &c.polls_answered,
+            ),
+            (
+                "smartpay_pending_polls_unanswered_total",
+                "Pending-resolution polls without a usable answer (timeout, 5xx).",
+                &c.polls_unanswered,
+            ),
+            (
+                "smartpay_pending_polls_not_found_total",
+                "Polls for authorizations the provider does not know.",
+                &c.polls_not_found,
+            ),
+            (
+                "smartpay_pending_polls_mismatched_total",
+                "Polls where the provider reported another amount or currency (payment flagged).",
+                &c.polls_mismatched,
+            ),
+            (
+                "smartpay_pending_polls_throttled_total",
+                "Polls deferred by the per-provider ceiling.",
+                &c.polls_throttled,
+            ),
+            (
+                "smartpay_pending_resolved_total",
+                "Pending authorizations and modifications resolved by polling.",
+                &c.pending_resolved,
+            ),
+            ("smartpay_pending_expired_total", "Pending work recorded as failed at its deadline.", &c.pending_expired),
+            ("smartpay_provider_notices_total", "Inbound provider notifications accepted.", &c.provider_notices),
+            (
+                "smartpay_provider_notices_refused_total",
+                "Inbound provider notifications refused (unsigned, bad signature, malformed).",
+                &c.provider_notices_refused,
+            ),
+            (
+                "smartpay_notification_deliveries_total",
+                "Notifications delivered to merchants (2xx).",
+                &c.notifications_delivered,
+            ),
+            (
+                "smartpay_notification_failed_attempts_total",
+                "Notification delivery attempts that failed.",
+                &c.notification_failures,
+            ),
+            (
+                "smartpay_notifications_given_up_total",
+                "Notifications given up after the retry horizon.",
+                &c.notifications_given_up,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
         }

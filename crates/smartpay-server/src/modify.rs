@@ -15,7 +15,10 @@ use smartpay_domain::json::Value;
 use smartpay_domain::modification::{ModificationStatus, ModificationType, Refusal, Request};
 use smartpay_domain::modify::{self, Operation};
 use smartpay_providers::{ModifyOutcome, ModifyRequest};
-use smartpay_store::{BeginOutcome, JobKind, ModificationRequest, NewModification, Payment, PaymentUpdate};
+use smartpay_store::{
+    BeginOutcome, EventOrigin, JobKind, ModificationAnswer, ModificationRequest, NewModification, Payment,
+    PaymentUpdate,
+};
 
 use crate::app::{AppState, InFlight};
 use crate::auth::Principal;
@@ -81,6 +84,8 @@ pub async fn request(state: &AppState, who: &Principal, op: Operation, body: &Va
         custom_references: valid.custom_references_json.clone(),
         fingerprint: sha256(&[valid.canonical.as_bytes()]).to_vec(),
         at: state.now(),
+        origin: EventOrigin::Api,
+        resolve_at: Some(resolve_at(state)),
         authorize_first: None,
     };
     let retry = new.clone();
@@ -120,7 +125,7 @@ pub async fn request(state: &AppState, who: &Principal, op: Operation, body: &Va
     } else {
         payment
     };
-    let payment = drive(state, payment, &pk).await?;
+    let payment = drive(state, payment, &pk, EventOrigin::Api).await?;
     let response = crate::view::modification_response(&payment, &pk, ignored)?;
     let body = serde_json::to_vec(&response).map_err(|e| ApiError::Internal(e.to_string()))?;
     // Only a final answer is kept: a pending one is asked again on the next request.
@@ -132,16 +137,23 @@ pub async fn request(state: &AppState, who: &Principal, op: Operation, body: &Va
     Ok(ModifyAnswer { body, replayed: false })
 }
 
+/// When pending resolution first looks at a modification opened now, should it still be pending.
+pub(crate) fn resolve_at(state: &AppState) -> smartpay_domain::Millis {
+    state.now().plus_millis(state.config.pending_first_poll_ms)
+}
+
 /// Asks the provider for the pending modification `pk` and records its answer. Returns the
-/// payment as it is afterwards.
-pub async fn drive(state: &AppState, payment: Payment, pk: &str) -> Result<Payment, ApiError> {
+/// payment as it is afterwards. Asking again with the same idempotency key (the modification's
+/// id) is how a pending or unanswered modification is polled: the provider answers what it did
+/// the first time, or how far it got.
+pub async fn drive(state: &AppState, payment: Payment, pk: &str, origin: EventOrigin) -> Result<Payment, ApiError> {
     let Some(m) = payment.modifications.iter().find(|m| m.pk == pk).cloned() else {
         return Err(ApiError::Internal("modification lost".into()));
     };
     if !m.status.is_pending() {
         return Ok(payment);
     }
-    let provider = crate::engine::provider(state)?;
+    let provider = crate::engine::provider_of(state, &payment)?;
     let Some(reference) = payment.reconciliation_reference_id.clone() else {
         return Err(ApiError::Internal("an authorized payment without a provider reference".into()));
     };
@@ -202,7 +214,15 @@ pub async fn drive(state: &AppState, payment: Payment, pk: &str) -> Result<Payme
     } else {
         Vec::new()
     };
-    let after = state.store.finish_modification(pk, status, reference, failure, now, schedule).await?;
+    let answer = ModificationAnswer {
+        status,
+        reconciliation_reference_id: reference,
+        failure_code: failure,
+        at: now,
+        schedule,
+        origin,
+    };
+    let after = state.store.finish_modification(pk, answer).await?;
     state.failpoint(&format!("{kind}.recorded"));
     match after {
         Some(p) => Ok(p),
@@ -231,6 +251,7 @@ pub async fn internal(
     modification_id: String,
     request: ModificationRequest,
     authorize_first: Option<PaymentUpdate>,
+    origin: EventOrigin,
 ) -> Result<Option<Payment>, ApiError> {
     let begin = state
         .store
@@ -245,6 +266,8 @@ pub async fn internal(
             description: None,
             custom_references: None,
             at: state.now(),
+            origin,
+            resolve_at: Some(resolve_at(state)),
             authorize_first,
         })
         .await?;
@@ -257,7 +280,7 @@ pub async fn internal(
         BeginOutcome::Conflict => return Err(ApiError::Internal("automatic modification id reused".into())),
     };
     let Some(_running) = claim(state, &pk) else { return Ok(Some(payment)) };
-    drive(state, payment, &pk).await.map(Some)
+    drive(state, payment, &pk, origin).await.map(Some)
 }
 
 /// The automatic capture of a payment the provider just authorized: authorization and capture
@@ -266,6 +289,7 @@ pub async fn authorize_and_capture(
     state: &AppState,
     payment: &Payment,
     update: PaymentUpdate,
+    origin: EventOrigin,
 ) -> Result<Option<Payment>, ApiError> {
     internal(
         state,
@@ -274,6 +298,35 @@ pub async fn authorize_and_capture(
         format!("auto-capture-{}", payment.id),
         ModificationRequest::Merchant(Request::Capture(None)),
         Some(update),
+        origin,
     )
     .await
+}
+
+/// Pending resolution of the modification `pk`: asks the provider again (same idempotency
+/// key) unless another request of this process is driving it. `Ok(true)` once it is final.
+pub(crate) async fn resolve(state: &AppState, merchant_id: &str, payment_id: &str, pk: &str) -> Result<bool, ApiError> {
+    let Some(payment) = state.store.payment(merchant_id, payment_id).await? else { return Ok(true) };
+    let pending = |p: &Payment| p.modifications.iter().any(|m| m.pk == pk && m.status.is_pending());
+    if !pending(&payment) {
+        return Ok(true);
+    }
+    let Some(_running) = claim(state, pk) else { return Ok(false) };
+    let after = drive(state, payment, pk, EventOrigin::Automated).await?;
+    Ok(!pending(&after))
+}
+
+/// Ends a modification nobody could confirm within the deadline as failed, with `code`.
+pub(crate) async fn give_up(state: &AppState, pk: &str, kind: ModificationType, code: &str) -> Result<(), ApiError> {
+    let Some(_running) = claim(state, pk) else { return Ok(()) };
+    let answer = ModificationAnswer {
+        status: kind.final_status(false),
+        reconciliation_reference_id: None,
+        failure_code: Some(code.to_owned()),
+        at: state.now(),
+        schedule: Vec::new(),
+        origin: EventOrigin::Automated,
+    };
+    state.store.finish_modification(pk, answer).await?;
+    Ok(())
 }

@@ -18,52 +18,108 @@ pub fn spawn(state: Arc<AppState>, stop: watch::Receiver<bool>) -> Vec<tokio::ta
     vec![
         tokio::spawn(sweep_loop(state.clone(), stop.clone())),
         tokio::spawn(job_loop(state.clone(), stop.clone())),
+        tokio::spawn(notification_loop(state.clone(), stop.clone())),
         tokio::spawn(auth_refresh_loop(state, stop)),
     ]
 }
 
-/// Jobs claimed per pass, and how long a claim holds before another worker may take the job.
+/// Jobs claimed per pass, how long a claim holds before another worker may take the job, and
+/// how many run at once.
 const JOB_BATCH: u32 = 50;
 const JOB_LEASE_MS: i64 = 60_000;
+const JOB_CONCURRENCY: usize = 8;
 
-/// One pass over the due jobs: delayed captures, automatic cancellations, sandbox settlements.
-/// A job that fails runs again later (backoff doubling from 1 s, at most 10 min).
+/// One pass over the due jobs: delayed captures, automatic cancellations, sandbox settlements
+/// and pending resolution (`crate::resolve`). A scheduled modification that fails runs again
+/// later (backoff doubling from 1 s, at most 10 min); pending resolution sets its own schedule.
 pub async fn run_jobs_once(state: &AppState) -> Result<usize, smartpay_store::StoreError> {
-    use smartpay_domain::modification::Request;
-    use smartpay_store::{JobKind, ModificationRequest};
-    let now = state.now();
-    let jobs = state.store.claim_due_jobs(now, JOB_LEASE_MS, JOB_BATCH).await?;
+    use futures_util::StreamExt;
+    let jobs = state.store.claim_due_jobs(state.now(), JOB_LEASE_MS, JOB_BATCH).await?;
     let n = jobs.len();
-    for job in jobs {
-        let (id, request) = match job.kind {
-            JobKind::DelayedCapture => {
-                (format!("delayed-capture-{}", job.payment_id), ModificationRequest::Merchant(Request::Capture(None)))
-            }
-            JobKind::AutoCancel => {
-                (format!("auto-cancel-{}", job.payment_id), ModificationRequest::Merchant(Request::Cancel))
-            }
-            JobKind::Settlement => (format!("settlement-{}", job.payment_id), ModificationRequest::Settlement),
-        };
-        let result = crate::modify::internal(state, &job.merchant_id, &job.payment_id, id, request, None).await;
-        match result {
-            // Done, or no longer applicable (captured before the auto-cancel, refunded before
-            // settlement): either way the job is over.
-            Ok(_) => state.store.complete_job(job.id).await?,
-            Err(e) => {
-                let backoff = 1000u64.saturating_mul(1 << job.attempts.min(10)).min(600_000);
-                tracing::warn!(job = job.kind.as_str(), transaction_id = %job.payment_id, error = %e, "job failed; will retry");
-                state.store.retry_job(job.id, state.now().plus_millis(backoff)).await?;
-            }
-        }
+    let results: Vec<Result<(), smartpay_store::StoreError>> = futures_util::stream::iter(jobs)
+        .map(|job| run_job(state, job))
+        .buffer_unordered(JOB_CONCURRENCY)
+        .collect()
+        .await;
+    for r in results {
+        r?;
     }
     Ok(n)
+}
+
+/// Runs one claimed job and records what follows: done, or again at a later time.
+async fn run_job(state: &AppState, job: smartpay_store::Job) -> Result<(), smartpay_store::StoreError> {
+    use smartpay_domain::modification::Request;
+    use smartpay_store::{EventOrigin, JobKind, ModificationRequest};
+    let (id, request) = match job.kind {
+        JobKind::ResolveAuthorization | JobKind::ResolveModification => {
+            return match crate::resolve::run(state, &job).await {
+                Ok(crate::resolve::Resolution::Done) => state.store.complete_job(job.id).await,
+                Ok(crate::resolve::Resolution::Again(at, why)) => state.store.retry_job(job.id, at, Some(why)).await,
+                Err(e) => {
+                    tracing::warn!(job = job.kind.as_str(), transaction_id = %job.payment_id, error = %e, "pending resolution failed; will retry");
+                    let c = &state.config;
+                    let wait =
+                        crate::resolve::backoff_ms(job.attempts, c.pending_poll_initial_ms, c.pending_poll_max_ms);
+                    state.store.retry_job(job.id, state.now().plus_millis(wait), Some(error_code(&e))).await
+                }
+            };
+        }
+        JobKind::DelayedCapture => {
+            (format!("delayed-capture-{}", job.payment_id), ModificationRequest::Merchant(Request::Capture(None)))
+        }
+        JobKind::AutoCancel => {
+            (format!("auto-cancel-{}", job.payment_id), ModificationRequest::Merchant(Request::Cancel))
+        }
+        JobKind::Settlement => (format!("settlement-{}", job.payment_id), ModificationRequest::Settlement),
+    };
+    let result =
+        crate::modify::internal(state, &job.merchant_id, &job.payment_id, id, request, None, EventOrigin::Automated)
+            .await;
+    match result {
+        // Done, or no longer applicable (captured before the auto-cancel, refunded before
+        // settlement): either way the job is over.
+        Ok(_) => state.store.complete_job(job.id).await,
+        Err(e) => {
+            let backoff = 1000u64.saturating_mul(1 << job.attempts.min(10)).min(600_000);
+            tracing::warn!(job = job.kind.as_str(), transaction_id = %job.payment_id, error = %e, "job failed; will retry");
+            state.store.retry_job(job.id, state.now().plus_millis(backoff), Some(error_code(&e))).await
+        }
+    }
+}
+
+/// A short, stable description of a job's failure for operators (never a provider's body).
+fn error_code(e: &crate::error::ApiError) -> String {
+    match e {
+        crate::error::ApiError::Unavailable(_) => "store_unavailable".into(),
+        crate::error::ApiError::Internal(m) => m.chars().take(200).collect(),
+        other => other.to_string().chars().take(200).collect(),
+    }
 }
 
 async fn job_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let interval = Duration::from_millis(state.config.sweep_interval_ms.max(10));
     loop {
-        if let Err(e) = run_jobs_once(&state).await {
-            tracing::warn!(error = %e, "scheduled jobs failed; will retry");
+        match run_jobs_once(&state).await {
+            // A full batch: more may be due right away.
+            Ok(n) if n == JOB_BATCH as usize => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "scheduled jobs failed; will retry"),
+        }
+        if sleep_or_stop(&mut stop, interval).await {
+            return;
+        }
+    }
+}
+
+/// Delivers due notifications to merchants ([`crate::notifications::deliver_due`]).
+async fn notification_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(state.config.sweep_interval_ms.max(10));
+    loop {
+        match crate::notifications::deliver_due(&state).await {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "notification delivery failed; will retry"),
         }
         if sleep_or_stop(&mut stop, interval).await {
             return;

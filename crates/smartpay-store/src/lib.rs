@@ -128,15 +128,7 @@ pub trait Store: Send + Sync + 'static {
     /// Records the provider's answer on a pending modification, and the payment status change
     /// it leads to (`smartpay_domain::modification::on_outcome`), and schedules `schedule`.
     /// `None` when the modification was no longer pending (answered before): nothing is written.
-    fn finish_modification(
-        &self,
-        pk: &str,
-        outcome: smartpay_domain::modification::ModificationStatus,
-        reconciliation_reference_id: Option<String>,
-        failure_code: Option<String>,
-        at: Millis,
-        schedule: Vec<(JobKind, Millis)>,
-    ) -> StoreFuture<'_, Option<Payment>>;
+    fn finish_modification(&self, pk: &str, answer: ModificationAnswer) -> StoreFuture<'_, Option<Payment>>;
     /// Records the provider's reference of a modification that is still pending (what the
     /// pending-resolution work polls with, besides the idempotency key: the modification's id).
     fn note_modification_reference(&self, pk: &str, reference: &str) -> StoreFuture<'_, ()>;
@@ -151,13 +143,65 @@ pub trait Store: Send + Sync + 'static {
         auto_cancel_seconds: Option<u64>,
     ) -> StoreFuture<'_, ()>;
 
-    // --- scheduled jobs ---
+    // --- scheduled jobs and pending resolution ---
     /// Leases up to `limit` jobs due at `now` for `lease_ms` (a crashed worker's jobs come back
-    /// when the lease ends) and counts an attempt on each.
+    /// when the lease ends) and counts an attempt on each. No two claims overlap: a job leased
+    /// to one worker is invisible to every other until its lease ends (on PostgreSQL, by
+    /// `FOR UPDATE SKIP LOCKED`).
     fn claim_due_jobs(&self, now: Millis, lease_ms: i64, limit: u32) -> StoreFuture<'_, Vec<Job>>;
     fn complete_job(&self, id: i64) -> StoreFuture<'_, ()>;
-    /// Runs the job again at `due_at`.
-    fn retry_job(&self, id: i64, due_at: Millis) -> StoreFuture<'_, ()>;
+    /// Runs the job again at `due_at`, keeping `last_error` for operators.
+    fn retry_job(&self, id: i64, due_at: Millis, last_error: Option<String>) -> StoreFuture<'_, ()>;
+    /// Brings a payment's pending-resolution jobs forward to `at` (a provider's notification
+    /// or the shopper's return says something changed). `false` when it has none.
+    fn poll_soon(&self, payment_id: &str, at: Millis) -> StoreFuture<'_, bool>;
+    /// Marks a payment for an operator's review with `reason` (the provider contradicted it).
+    fn flag_payment(&self, payment_id: &str, reason: &str) -> StoreFuture<'_, ()>;
+    /// The queued jobs of `kinds`, oldest first.
+    fn jobs(&self, kinds: &[JobKind], limit: u32) -> StoreFuture<'_, Vec<JobView>>;
+    /// Payments flagged for review: (merchant, transactionId, reason).
+    fn flagged_payments(&self, limit: u32) -> StoreFuture<'_, Vec<(String, String, String)>>;
+    /// Queue depth, due jobs and the oldest job per kind.
+    fn job_stats(&self, now: Millis) -> StoreFuture<'_, Vec<JobStat>>;
+    /// The payment a provider reference belongs to: (merchant, transactionId).
+    fn payment_by_provider_reference(
+        &self,
+        provider: &str,
+        reference: &str,
+    ) -> StoreFuture<'_, Option<(String, String)>>;
+    /// Records an inbound provider notification's id; `false` when it was seen before.
+    fn record_provider_notice(&self, provider: &str, event_id: &str, at: Millis) -> StoreFuture<'_, bool>;
+
+    // --- notifications to merchants (the outbox is written by the status changes themselves) ---
+    fn notification_settings(&self, merchant_id: &str) -> StoreFuture<'_, Option<NotificationSettings>>;
+    /// Sets or (with `None`) removes a merchant's notification endpoint. `NotFound` without
+    /// such a merchant.
+    fn set_notification_settings(
+        &self,
+        merchant_id: &str,
+        settings: Option<NotificationSettings>,
+    ) -> StoreFuture<'_, ()>;
+    /// Adds a signing secret; every older secret of the merchant that is still active expires
+    /// at `retire_others_at` (now, or later to let receivers switch).
+    fn add_notification_secret(&self, secret: NotificationSecret, retire_others_at: Millis) -> StoreFuture<'_, ()>;
+    /// A merchant's secrets still active at `now`, newest first.
+    fn notification_secrets(&self, merchant_id: &str, now: Millis) -> StoreFuture<'_, Vec<NotificationSecret>>;
+    /// Leases up to `limit` notifications due at `now` for `lease_ms`.
+    fn claim_notifications(&self, now: Millis, lease_ms: i64, limit: u32) -> StoreFuture<'_, Vec<Notification>>;
+    /// Records one attempt and what follows it, atomically.
+    fn record_delivery_attempt(&self, id: &str, attempt: DeliveryAttempt, result: AttemptResult)
+    -> StoreFuture<'_, ()>;
+    /// Notifications newest first, optionally of one merchant, one payment and one state.
+    fn notifications(&self, filter: NotificationFilter) -> StoreFuture<'_, Vec<Notification>>;
+    /// One notification and its attempts; `merchant_id` restricts it to that merchant's.
+    fn notification(
+        &self,
+        id: &str,
+        merchant_id: Option<&str>,
+    ) -> StoreFuture<'_, Option<(Notification, Vec<DeliveryAttempt>)>>;
+    /// Queues a notification again from `at` (its retry horizon restarts). `false` when there
+    /// is no such notification (of that merchant).
+    fn redeliver_notification(&self, id: &str, merchant_id: Option<&str>, at: Millis) -> StoreFuture<'_, bool>;
 
     /// `(merchant, transactionId)` of payments after `after` in id order, for the verifier.
     fn payment_keys_after(&self, after: &str, limit: u32) -> StoreFuture<'_, Vec<(String, String)>>;

@@ -3,6 +3,9 @@
 use smartpay_domain::modification::{CaptureMode, ModificationStatus, ModificationType, Request};
 use smartpay_domain::{Millis, PaymentStatus};
 
+mod notification;
+pub use notification::*;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MerchantStatus {
     Active,
@@ -188,6 +191,9 @@ pub struct Payment {
     pub decline_code: Option<String>,
     /// The 3-D Secure challenge the shopper must pass, while one is pending.
     pub challenge_url: Option<String>,
+    /// Why the payment waits for an operator: the provider contradicted it (another amount or
+    /// currency), so pending resolution stopped instead of advancing it.
+    pub review_reason: Option<String>,
     pub created_at: Millis,
     pub last_status_at: Millis,
     pub expires_at: Millis,
@@ -280,9 +286,29 @@ pub struct NewModification {
     /// Digest of the canonical request: a repeated `modificationId` with another is a conflict.
     pub fingerprint: Vec<u8>,
     pub at: Millis,
+    /// Who asked: recorded on the notifications the change causes.
+    pub origin: EventOrigin,
+    /// When the modification is still pending, pending resolution looks at it then (scheduled
+    /// in the same transaction, so a crash before the provider's answer cannot strand it).
+    pub resolve_at: Option<Millis>,
     /// Moves the payment from AUTHORIZATION_PENDING to AUTHORIZATION_COMPLETED with these facts
     /// first, in the same transaction (automatic capture on authorization).
     pub authorize_first: Option<PaymentUpdate>,
+}
+
+/// What recording a provider's answer on a pending modification writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModificationAnswer {
+    /// The final status (the kind's success or failure status).
+    pub status: ModificationStatus,
+    pub reconciliation_reference_id: Option<String>,
+    /// The provider's refusal (MOD1 code).
+    pub failure_code: Option<String>,
+    pub at: Millis,
+    /// Jobs to schedule with it.
+    pub schedule: Vec<(JobKind, Millis)>,
+    /// Who caused it (for the notifications it writes).
+    pub origin: EventOrigin,
 }
 
 /// What opening a modification did.
@@ -309,22 +335,39 @@ pub enum BeginOutcome {
 }
 
 /// A job to run later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobKind {
     DelayedCapture,
     AutoCancel,
     Settlement,
+    /// Polls the provider until a pending authorization is final (CONTRACT §11).
+    ResolveAuthorization,
+    /// Polls the provider until a pending capture, refund or cancellation is final.
+    ResolveModification,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [Self::DelayedCapture, Self::AutoCancel, Self::Settlement];
+    pub const ALL: [JobKind; 5] = [
+        Self::DelayedCapture,
+        Self::AutoCancel,
+        Self::Settlement,
+        Self::ResolveAuthorization,
+        Self::ResolveModification,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::DelayedCapture => "DELAYED_CAPTURE",
             Self::AutoCancel => "AUTO_CANCEL",
             Self::Settlement => "SETTLEMENT",
+            Self::ResolveAuthorization => "RESOLVE_AUTHORIZATION",
+            Self::ResolveModification => "RESOLVE_MODIFICATION",
         }
+    }
+
+    /// Pending resolution rather than a scheduled modification.
+    pub fn is_resolution(self) -> bool {
+        matches!(self, Self::ResolveAuthorization | Self::ResolveModification)
     }
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -339,7 +382,65 @@ pub struct Job {
     pub kind: JobKind,
     pub payment_id: String,
     pub merchant_id: String,
+    /// The modification's id for [`JobKind::ResolveModification`]; empty otherwise.
+    pub target: String,
+    /// Runs so far, this one included.
     pub attempts: u32,
+    /// When the job was scheduled first (for pending resolution: when the payment or
+    /// modification became pending, from which its deadline counts).
+    pub created_at: Millis,
+    pub due_at: Millis,
+    pub last_error: Option<String>,
+}
+
+/// A queued job with what an operator needs to see about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobView {
+    pub job: Job,
+    pub leased_until: Millis,
+    pub payment_status: PaymentStatus,
+    pub provider: Option<String>,
+}
+
+/// Queue figures per job kind, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobStat {
+    pub kind: JobKind,
+    /// Jobs queued.
+    pub queued: u64,
+    /// Of those, due now.
+    pub due: u64,
+    /// The oldest job's creation (for pending resolution: the oldest pending payment or
+    /// modification).
+    pub oldest: Option<Millis>,
+}
+
+/// Who caused a status change, as notifications report it (`origin`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum EventOrigin {
+    /// A merchant's API call.
+    Api,
+    /// A shopper's action in the widget or hosted page.
+    Widget,
+    /// SmartPay's own background work (pending resolution, scheduled jobs, expiry, settlement).
+    #[default]
+    Automated,
+}
+
+impl EventOrigin {
+    pub const ALL: [EventOrigin; 3] = [Self::Api, Self::Widget, Self::Automated];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Widget => "widget",
+            Self::Automated => "automated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
 }
 
 /// A payment the expiry sweep moved to `EXPIRED`.
@@ -364,4 +465,6 @@ pub struct PaymentUpdate {
     pub attempt_cap: Option<u32>,
     /// Jobs to schedule with the change (at most one of each kind per payment).
     pub schedule: Vec<(JobKind, Millis)>,
+    /// Who caused the change (for the notifications it writes).
+    pub origin: EventOrigin,
 }

@@ -6,8 +6,11 @@
 //! after the batch's `COMMIT` has reached the disk.
 
 mod imp;
+mod jobs;
 mod migrate;
 mod modifications;
+mod notifications;
+mod outbox;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

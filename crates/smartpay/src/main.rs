@@ -6,6 +6,9 @@
 //! - `smartpay keys rotate|list` — token-signing keys.
 //! - `smartpay payment chargeback` — operator actions on payments.
 //! - `smartpay verify` — the money invariants over every stored payment.
+//! - `smartpay notifications list|show|redeliver` — notifications to merchants and their attempts.
+//! - `smartpay pending` — what pending resolution and the scheduled jobs are waiting for, and why.
+//! - `smartpay sandbox-acquirer`, `smartpay sandbox-payu` — the sandbox providers as processes.
 
 use std::path::PathBuf;
 
@@ -60,6 +63,61 @@ enum Command {
     /// Run the sandbox acquirer as its own process (a fake card acquirer that survives the
     /// server's restarts); point the server at it with SMARTPAY_SANDBOX_ACQUIRER_URL and _KEY.
     SandboxAcquirer(AcquirerArgs),
+    /// Run sandbox PayU (the asynchronous method `PAYU`) as its own process; point the server at
+    /// it with SMARTPAY_SANDBOX_PAYU_URL, _KEY and _NOTIFY_SECRET.
+    SandboxPayu(PayuArgs),
+    /// Notifications to merchants: list them, show one with its attempts, redeliver.
+    #[command(subcommand)]
+    Notifications(NotificationsCmd),
+    /// What is pending and why: payments and modifications waiting for their provider (with
+    /// attempts, next poll and last error), payments flagged for review, scheduled jobs.
+    Pending {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct PayuArgs {
+    /// The machine API (loopback only), e.g. 127.0.0.1:9310.
+    #[arg(long)]
+    listen: std::net::SocketAddr,
+    /// The shopper-facing approval pages, e.g. 127.0.0.1:9311.
+    #[arg(long)]
+    public_listen: std::net::SocketAddr,
+    /// The bearer key the server's connector sends (also SMARTPAY_SANDBOX_PAYU_KEY).
+    #[arg(long, env = "SMARTPAY_SANDBOX_PAYU_KEY")]
+    key: String,
+    /// The secret notifications to SmartPay are signed with (also SMARTPAY_SANDBOX_PAYU_NOTIFY_SECRET).
+    #[arg(long, env = "SMARTPAY_SANDBOX_PAYU_NOTIFY_SECRET")]
+    notify_secret: String,
+    /// SmartPay's public base URL: only its card frame may hold the approval pages.
+    #[arg(long)]
+    smartpay_url: String,
+}
+
+#[derive(Subcommand)]
+enum NotificationsCmd {
+    /// Notifications, newest first.
+    List {
+        #[arg(long)]
+        merchant: Option<String>,
+        /// Only this payment's.
+        #[arg(long)]
+        transaction: Option<String>,
+        #[arg(long, value_parser = ["PENDING", "DELIVERED", "FAILED"])]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One notification, its payload and every delivery attempt.
+    Show { event_id: String },
+    /// Send a notification again (same event id); its retry schedule starts over.
+    Redeliver { event_id: String },
 }
 
 #[derive(Args)]
@@ -161,6 +219,37 @@ enum MerchantCmd {
     /// Origins allowed to embed the merchant's widget (scheme://host[:port]).
     #[command(subcommand)]
     Origins(OriginsCmd),
+    /// Where the merchant's notifications go (https in production) and how SmartPay
+    /// authenticates there. The first configuration prints the signing secret once.
+    Notifications {
+        merchant: String,
+        #[arg(long, required_unless_present = "remove", conflicts_with = "remove")]
+        url: Option<String>,
+        /// HTTP Basic toward the endpoint: user name (password from --basic-password or
+        /// NOTIFY_BASIC_PASSWORD).
+        #[arg(long, requires = "basic_password", conflicts_with = "oauth_token_url")]
+        basic_user: Option<String>,
+        #[arg(long, env = "NOTIFY_BASIC_PASSWORD", hide_env_values = true)]
+        basic_password: Option<String>,
+        /// OAuth client credentials toward the endpoint: the token URL, client id and secret
+        /// (from --oauth-client-secret or NOTIFY_OAUTH_CLIENT_SECRET).
+        #[arg(long, requires_all = ["oauth_client_id", "oauth_client_secret"])]
+        oauth_token_url: Option<String>,
+        #[arg(long)]
+        oauth_client_id: Option<String>,
+        #[arg(long, env = "NOTIFY_OAUTH_CLIENT_SECRET", hide_env_values = true)]
+        oauth_client_secret: Option<String>,
+        /// Stop notifying this merchant.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Create a new notification signing secret (printed once); the old ones keep signing for
+    /// --overlap seconds (default: notification_secret_overlap_seconds).
+    NotificationSecret {
+        merchant: String,
+        #[arg(long)]
+        overlap: Option<u64>,
+    },
     /// Register the JWK Set (EC P-256 keys) of the merchant's end-user identity issuer: the
     /// X-Access-Token of its requests is then verified and its subject recorded. Each
     /// registration replaces the previous one, issuer and audience included.
@@ -286,7 +375,146 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Payment(cmd) => payment(cfg, cmd).await,
         Command::Verify => verify(cfg).await,
         Command::SandboxAcquirer(args) => sandbox_acquirer(cfg, args).await,
+        Command::SandboxPayu(args) => sandbox_payu(cfg, args).await,
+        Command::Notifications(cmd) => notifications(cfg, cmd).await,
+        Command::Pending { limit, json } => pending(cfg, limit, json).await,
     }
+}
+
+async fn notifications(cfg: Config, cmd: NotificationsCmd) -> anyhow::Result<()> {
+    let (store, _) = smartpay_server::open_store(&cfg)?;
+    let now = smartpay_domain::Millis::now();
+    match cmd {
+        NotificationsCmd::List { merchant, transaction, state, limit, json } => {
+            let filter = smartpay_store::NotificationFilter {
+                merchant_id: merchant,
+                payment_id: transaction,
+                state: state.as_deref().and_then(smartpay_store::DeliveryState::parse),
+                limit: limit.clamp(1, 10_000),
+            };
+            let list = store.notifications(filter).await?;
+            if json {
+                let views: Vec<_> = list.iter().map(smartpay_server::http::notifications::notification_view).collect();
+                println!("{}", serde_json::to_string_pretty(&views)?);
+                return Ok(());
+            }
+            println!("{:<36}  {:<9}  {:<8}  {:<24}  {:>3}  TRANSACTION", "EVENT", "STATE", "OBJECT", "STATUS", "TRY");
+            for n in list {
+                println!(
+                    "{:<36}  {:<9}  {:<8}  {:<24}  {:>3}  {}",
+                    n.id,
+                    n.state.as_str(),
+                    n.object_type.as_str(),
+                    n.status,
+                    n.attempts,
+                    n.payment_id
+                );
+            }
+        }
+        NotificationsCmd::Show { event_id } => {
+            let (n, attempts) =
+                store.notification(&event_id, None).await?.with_context(|| format!("no notification {event_id}"))?;
+            println!("{}", serde_json::to_string_pretty(&smartpay_server::http::notifications::notification_view(&n))?);
+            for a in attempts {
+                println!(
+                    "attempt at {}: {} {} ({} ms)",
+                    a.at.to_iso8601(),
+                    a.status_code.map_or("-".to_owned(), |c| c.to_string()),
+                    a.error.unwrap_or_default(),
+                    a.duration_ms
+                );
+            }
+        }
+        NotificationsCmd::Redeliver { event_id } => {
+            if !store.redeliver_notification(&event_id, None, now).await? {
+                anyhow::bail!("no notification {event_id}");
+            }
+            println!("notification {event_id} queued for delivery");
+        }
+    }
+    Ok(())
+}
+
+async fn pending(cfg: Config, limit: u32, json: bool) -> anyhow::Result<()> {
+    let (store, _) = smartpay_server::open_store(&cfg)?;
+    let now = smartpay_domain::Millis::now();
+    let jobs = store.jobs(&smartpay_store::JobKind::ALL, limit).await?;
+    let flagged = store.flagged_payments(limit).await?;
+    if json {
+        let jobs: Vec<_> = jobs
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "kind": v.job.kind.as_str(), "transactionId": v.job.payment_id, "merchantKey": v.job.merchant_id,
+                    "modification": (!v.job.target.is_empty()).then_some(&v.job.target),
+                    "paymentStatus": v.payment_status.as_str(), "provider": v.provider,
+                    "pendingSince": v.job.created_at.to_iso8601(), "attempts": v.job.attempts,
+                    "nextRun": v.job.due_at.to_iso8601(), "lastError": v.job.last_error,
+                })
+            })
+            .collect();
+        let flagged: Vec<_> = flagged
+            .iter()
+            .map(|(m, id, reason)| serde_json::json!({"merchantKey": m, "transactionId": id, "reason": reason}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"jobs": jobs, "flagged": flagged}))?);
+        return Ok(());
+    }
+    println!(
+        "{:<22}  {:<36}  {:<24}  {:>8}  {:>4}  {:>8}  LAST ERROR",
+        "JOB", "TRANSACTION", "STATUS", "AGE", "TRY", "NEXT IN"
+    );
+    for v in &jobs {
+        let age = (now.0 - v.job.created_at.0).max(0) / 1000;
+        let next = (v.job.due_at.0 - now.0).max(0) / 1000;
+        println!(
+            "{:<22}  {:<36}  {:<24}  {:>7}s  {:>4}  {:>7}s  {}",
+            v.job.kind.as_str(),
+            v.job.payment_id,
+            v.payment_status.as_str(),
+            age,
+            v.job.attempts,
+            next,
+            v.job.last_error.as_deref().unwrap_or("")
+        );
+    }
+    if !flagged.is_empty() {
+        println!("\nflagged for review (the provider contradicts the payment; not advanced):");
+        for (m, id, reason) in &flagged {
+            println!("  {id} (merchant {m}): {reason}");
+        }
+    }
+    Ok(())
+}
+
+async fn sandbox_payu(cfg: Config, args: PayuArgs) -> anyhow::Result<()> {
+    use smartpay_providers::payu::fake;
+    smartpay_server::telemetry::init(cfg.log_format, &cfg.log_level);
+    let base = args.smartpay_url.trim_end_matches('/').to_owned();
+    let config = fake::FakeConfig {
+        listen: args.listen,
+        api_key: args.key,
+        public_base: format!("http://{}", args.public_listen),
+        frame_ancestor: base,
+        confirm_delay: std::time::Duration::from_millis(cfg.sandbox_payu_confirm_delay_ms),
+        refund_delay: std::time::Duration::from_millis(cfg.sandbox_payu_refund_delay_ms),
+        notify_secret: args.notify_secret,
+        test_controls: cfg.sandbox_payu_test_controls,
+        max_orders: 100_000,
+        latency: std::time::Duration::from_millis(cfg.sandbox_latency_ms),
+    };
+    let spawned = fake::spawn(config).await.context("starting sandbox PayU")?;
+    let public = tokio::net::TcpListener::bind(args.public_listen)
+        .await
+        .with_context(|| format!("listening on {}", args.public_listen))?;
+    println!("sandbox PayU: API on http://{}, approval pages on http://{}", spawned.api_addr, args.public_listen);
+    let pages = spawned.pages_router.clone();
+    tokio::select! {
+        served = axum::serve(public, pages) => served.context("approval pages")?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    spawned.shutdown().await;
+    Ok(())
 }
 
 async fn payment(cfg: Config, cmd: PaymentCmd) -> anyhow::Result<()> {
@@ -312,6 +540,8 @@ async fn payment(cfg: Config, cmd: PaymentCmd) -> anyhow::Result<()> {
                     custom_references: None,
                     fingerprint: Vec::new(),
                     at: smartpay_domain::Millis::now(),
+                    origin: smartpay_store::EventOrigin::Automated,
+                    resolve_at: None,
                     authorize_first: None,
                 })
                 .await?;
@@ -416,6 +646,7 @@ async fn shutdown_signal() {
 
 async fn merchant(cfg: Config, cmd: MerchantCmd) -> anyhow::Result<()> {
     let (store, secrets) = smartpay_server::open_store(&cfg)?;
+    let keys = secrets.clone();
     match cmd {
         MerchantCmd::Create { name, json } => {
             let p = provision::create_merchant(store.as_ref(), &secrets, &name).await?;
@@ -506,6 +737,60 @@ async fn merchant(cfg: Config, cmd: MerchantCmd) -> anyhow::Result<()> {
                 Some(s) => println!("; uncaptured authorizations are cancelled after {s} s"),
                 None => println!("; no automatic cancellation"),
             }
+        }
+        MerchantCmd::Notifications {
+            merchant,
+            url,
+            basic_user,
+            basic_password,
+            oauth_token_url,
+            oauth_client_id,
+            oauth_client_secret,
+            remove,
+        } => {
+            let ctx = smartpay_server::notifications::Ctx {
+                store: store.as_ref(),
+                keys: &keys,
+                profile: smartpay_server::notifications::profile(cfg.mode),
+                now: smartpay_domain::Millis::now(),
+            };
+            let Some(url) = url.filter(|_| !remove) else {
+                smartpay_server::notifications::remove(&ctx, &merchant).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!("notifications to {merchant} stopped");
+                return Ok(());
+            };
+            use smartpay_server::notifications::AuthInput;
+            let auth = match (basic_user, basic_password, oauth_token_url, oauth_client_id, oauth_client_secret) {
+                (Some(username), Some(password), ..) => AuthInput::Basic { username, password: password.into() },
+                (_, _, Some(token_url), Some(client_id), Some(secret)) => {
+                    AuthInput::OAuth { token_url, client_id, client_secret: secret.into() }
+                }
+                _ => AuthInput::None,
+            };
+            let created = smartpay_server::notifications::configure(&ctx, &merchant, &url, auth)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?;
+            println!("notifications of {merchant} go to {url}");
+            if let Some(secret) = created {
+                println!("signing secret (shown once): {}", secret.as_str());
+            }
+        }
+        MerchantCmd::NotificationSecret { merchant, overlap } => {
+            if store.notification_settings(&merchant).await?.is_none() {
+                anyhow::bail!("merchant {merchant} has no notification endpoint (smartpay merchant notifications)");
+            }
+            let ctx = smartpay_server::notifications::Ctx {
+                store: store.as_ref(),
+                keys: &keys,
+                profile: smartpay_server::notifications::profile(cfg.mode),
+                now: smartpay_domain::Millis::now(),
+            };
+            let overlap = overlap.unwrap_or(cfg.notification_secret_overlap_seconds);
+            let secret = smartpay_server::notifications::rotate_secret(&ctx, &merchant, overlap)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("new signing secret (shown once): {}", secret.as_str());
+            println!("the previous secrets keep signing for {overlap} s");
         }
         MerchantCmd::Origins(cmd) => match cmd {
             OriginsCmd::Add { merchant, origin } => {
@@ -623,4 +908,27 @@ async fn keys(cfg: Config, cmd: KeysCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// An API error as one line for the CLI: the rule a refused field broke.
+fn describe(e: &smartpay_server::error::ApiError) -> String {
+    match e {
+        smartpay_server::error::ApiError::Invalid { problems, .. } => problems
+            .iter()
+            .map(|p| {
+                let facts: Vec<String> = p
+                    .context
+                    .iter()
+                    .map(|(k, f)| match f {
+                        smartpay_domain::violation::Fact::Int(i) => format!("{k}={i}"),
+                        smartpay_domain::violation::Fact::Text(t) => format!("{k}={t}"),
+                        smartpay_domain::violation::Fact::List(l) => format!("{k}={}", l.join(",")),
+                    })
+                    .collect();
+                format!("{}: {} {}", p.property.as_deref().unwrap_or("request"), p.code.as_str(), facts.join(" "))
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
 }

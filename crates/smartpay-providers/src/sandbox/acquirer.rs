@@ -5,7 +5,7 @@
 //!
 //! [`spawn`] starts it in two parts. The machine API (`/v1/authorizations…`: authorize — where
 //! repeating an idempotency key answers the first authorization —, look up, capture, refund,
-//! cancel) listens on its own loopback address and answers only requests carrying
+//! cancel, and find by idempotency key) listens on its own loopback address and answers only requests carrying
 //! `Authorization: Bearer <api_key>` (compared in constant time; anything else is 401 before any
 //! state is read), with a 4 KiB body limit. The shopper-facing challenge page is a separate
 //! router ([`SpawnedAcquirer::challenge_router`]) that SmartPay mounts on its public listener at
@@ -25,26 +25,22 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use reqwest::Url;
 use smartpay_domain::card::{CardNumber, Expiry};
-use subtle::ConstantTimeEq;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use self::books::{Auth, Behaviour, Books};
 use super::wire;
-
-/// Longest idempotency key, and longest cardholder name, the acquirer accepts.
-pub const MAX_KEY_LEN: usize = 255;
-/// Longest authorization id looked up (the acquirer's own ids are 22 characters).
-const MAX_ID_LEN: usize = 64;
+use crate::service::{
+    Background, Bearer, MAX_ID_LEN, bad, error, not_found, rejected, valid_ancestors, valid_currency, valid_key,
+};
+pub use crate::service::{MAX_KEY_LEN, random_key};
 /// Largest API request body.
 pub const MAX_BODY_BYTES: usize = 4 * 1024;
 
@@ -104,11 +100,6 @@ impl fmt::Debug for AcquirerConfig {
     }
 }
 
-/// A random API key (about 260 bits, base62).
-pub fn random_key() -> String {
-    format!("{}{}", crate::new_reference(), crate::new_reference())
-}
-
 /// A running acquirer. Dropping it stops the API listener at once; [`SpawnedAcquirer::shutdown`]
 /// stops it gracefully.
 pub struct SpawnedAcquirer {
@@ -117,8 +108,7 @@ pub struct SpawnedAcquirer {
     /// The challenge page's routes, to be nested at [`AcquirerConfig::public_base`]'s path.
     pub challenge_router: Router,
     state: Shared,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    api: Background,
 }
 
 impl SpawnedAcquirer {
@@ -134,20 +124,7 @@ impl SpawnedAcquirer {
 
     /// Stops accepting, lets requests in flight finish, and waits for the listener to close.
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for SpawnedAcquirer {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.api.shutdown().await;
     }
 }
 
@@ -158,38 +135,30 @@ impl fmt::Debug for SpawnedAcquirer {
 }
 
 struct Acquirer {
-    latency: Duration,
     pending_delay: Duration,
     slow_delay: Duration,
     public_base: String,
     return_url: Url,
     challenge_csp: HeaderValue,
-    /// `Bearer <api_key>`, the exact `Authorization` header expected.
-    bearer: Vec<u8>,
     max_authorizations: usize,
     books: Mutex<Books>,
 }
 
 type Shared = Arc<Acquirer>;
 
+const SERVICE: &str = "sandbox acquirer";
+
 fn invalid(msg: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("sandbox acquirer: {msg}"))
+    crate::service::invalid(SERVICE, msg)
 }
 
-/// An absolute http(s) URL with a host.
 fn web_url(s: &str, what: &str) -> std::io::Result<Url> {
-    let url = Url::parse(s).map_err(|_| invalid(&format!("{what} is not an absolute URL")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(invalid(&format!("{what} must be an http(s) URL")));
-    }
-    Ok(url)
+    crate::service::config_url(SERVICE, s, what)
 }
 
 impl Acquirer {
     fn new(c: &AcquirerConfig) -> std::io::Result<Acquirer> {
-        if c.api_key.len() < 16 || !c.api_key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(invalid("api_key must be at least 16 visible ASCII characters"));
-        }
+        crate::service::check_api_key(SERVICE, &c.api_key, "api_key")?;
         if !c.listen.ip().is_loopback() {
             return Err(invalid("the API must listen on a loopback address"));
         }
@@ -205,13 +174,11 @@ impl Acquirer {
         );
         let challenge_csp = HeaderValue::from_str(&csp).map_err(|_| invalid("frame_ancestor is not a valid origin"))?;
         Ok(Acquirer {
-            latency: c.latency,
             pending_delay: c.pending_delay,
             slow_delay: c.slow_delay,
             public_base: c.public_base.trim_end_matches('/').to_owned(),
             return_url,
             challenge_csp,
-            bearer: format!("Bearer {}", c.api_key).into_bytes(),
             max_authorizations: c.max_authorizations,
             books: Mutex::new(Books::default()),
         })
@@ -223,84 +190,23 @@ impl Acquirer {
 /// error or an unusable configuration (non-loopback `listen`, short `api_key`, relative URLs).
 pub async fn spawn(config: AcquirerConfig) -> std::io::Result<SpawnedAcquirer> {
     let state: Shared = Arc::new(Acquirer::new(&config)?);
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let api_addr = listener.local_addr()?;
-    let api = api_router(state.clone());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, api)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "sandbox acquirer API stopped");
-        }
-    });
-    Ok(SpawnedAcquirer {
-        api_addr,
-        challenge_router: challenge::router(state.clone()),
-        state,
-        stop: Some(stop),
-        task: Some(task),
-    })
+    let api = api_router(state.clone(), &config);
+    let api = Background::serve(config.listen, api, SERVICE).await?;
+    Ok(SpawnedAcquirer { api_addr: api.addr, challenge_router: challenge::router(state.clone()), state, api })
 }
 
-fn api_router(state: Shared) -> Router {
+fn api_router(state: Shared, config: &AcquirerConfig) -> Router {
     Router::new()
-        .route("/v1/authorizations", post(authorize))
+        .route("/v1/authorizations", post(authorize).get(find))
         .route("/v1/authorizations/{id}", get(authorization))
         .route("/v1/authorizations/{id}/captures", post(capture))
         .route("/v1/authorizations/{id}/refunds", post(refund))
         .route("/v1/authorizations/{id}/cancellations", post(cancel))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(config.latency, crate::service::delay_request))
         // Outermost: unauthenticated requests, unknown paths included, stop here.
-        .layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .layer(middleware::from_fn_with_state(Bearer::new(&config.api_key), crate::service::require_bearer))
         .with_state(state)
-}
-
-async fn require_key(State(acq): State<Shared>, req: Request, next: Next) -> Response {
-    let ok = req.headers().get(header::AUTHORIZATION).is_some_and(|v| bool::from(v.as_bytes().ct_eq(&acq.bearer)));
-    if !ok {
-        let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized");
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return r;
-    }
-    next.run(req).await
-}
-
-fn error(status: StatusCode, code: &str) -> Response {
-    (status, Json(wire::ErrorBody { error: code.to_owned() })).into_response()
-}
-
-fn bad(code: &str) -> Response {
-    error(StatusCode::BAD_REQUEST, code)
-}
-
-/// A body the JSON reader refused. Its text may quote the request (card data included), so only
-/// a code is answered.
-fn rejected(e: &JsonRejection) -> Response {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
-    }
-    bad("malformed_request")
-}
-
-fn valid_key(k: &str) -> bool {
-    !k.is_empty() && k.len() <= MAX_KEY_LEN && k.bytes().all(|b| b.is_ascii_graphic())
-}
-
-fn valid_currency(c: &str) -> bool {
-    c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())
-}
-
-/// Most origins an authorization may name as its challenge page's ancestors.
-const MAX_FRAME_ANCESTORS: usize = 16;
-
-/// `scheme://host[:port]` of http(s), exactly as serialized (so it is safe inside a CSP).
-fn is_origin(o: &str) -> bool {
-    o.len() <= 200
-        && Url::parse(o).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.origin().ascii_serialization() == o)
 }
 
 /// Checks every field of an authorization request; `Err` is the error code.
@@ -324,7 +230,7 @@ fn check(req: &wire::AuthorizationRequest) -> Result<Behaviour, &'static str> {
     if req.holder.as_ref().is_some_and(|h| h.len() > MAX_KEY_LEN) {
         return Err("invalid_holder");
     }
-    if req.frame_ancestors.len() > MAX_FRAME_ANCESTORS || !req.frame_ancestors.iter().all(|o| is_origin(o)) {
+    if !valid_ancestors(&req.frame_ancestors) {
         return Err("invalid_frame_ancestors");
     }
     Ok(books::behaviour(pan.expose()))
@@ -334,7 +240,6 @@ async fn authorize(
     State(acq): State<Shared>,
     body: Result<Json<wire::AuthorizationRequest>, JsonRejection>,
 ) -> Response {
-    tokio::time::sleep(acq.latency).await;
     let req = match body {
         Ok(Json(req)) => req,
         Err(e) => return rejected(&e),
@@ -376,7 +281,7 @@ async fn authorize(
             frame_ancestors: req.frame_ancestors.clone(),
         };
         let answer = auth.wire(&acq.public_base);
-        if books.insert(auth, acq.max_authorizations, acq.pending_delay).is_err() {
+        if books.insert(auth, acq.max_authorizations, |a| a.finished(acq.pending_delay)).is_err() {
             drop(books);
             tracing::warn!(max = acq.max_authorizations, "sandbox acquirer full of undecided authorizations");
             return error(StatusCode::SERVICE_UNAVAILABLE, "acquirer_full");
@@ -391,17 +296,40 @@ async fn authorize(
 }
 
 async fn authorization(State(acq): State<Shared>, Path(id): Path<String>) -> Response {
-    tokio::time::sleep(acq.latency).await;
     if id.len() > MAX_ID_LEN {
-        return error(StatusCode::NOT_FOUND, "not_found");
+        return not_found();
     }
     let Ok(mut books) = acq.books.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
-    match books.get_mut(&id) {
+    let found = books.get_mut(&id);
+    answer_lookup(&acq, found)
+}
+
+/// `GET /v1/authorizations?idempotencyKey=K`.
+#[derive(serde::Deserialize)]
+struct FindQuery {
+    #[serde(rename = "idempotencyKey")]
+    idempotency_key: String,
+}
+
+/// The authorization created with an idempotency key: how a caller whose authorization request
+/// got no answer (timeout, crash) learns what became of it.
+async fn find(State(acq): State<Shared>, query: Result<Query<FindQuery>, QueryRejection>) -> Response {
+    let Ok(Query(q)) = query else { return bad("invalid_idempotency_key") };
+    if !valid_key(&q.idempotency_key) {
+        return bad("invalid_idempotency_key");
+    }
+    let Ok(mut books) = acq.books.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    let found = books.by_key_mut(&q.idempotency_key);
+    answer_lookup(&acq, found)
+}
+
+fn answer_lookup(acq: &Acquirer, found: Option<&mut Auth>) -> Response {
+    match found {
         Some(a) => {
             a.settle(acq.pending_delay);
             Json(a.wire(&acq.public_base)).into_response()
         }
-        None => error(StatusCode::NOT_FOUND, "not_found"),
+        None => not_found(),
     }
 }
 
@@ -411,7 +339,6 @@ async fn modify(
     kind: &'static str,
     body: Result<Json<wire::ModificationRequest>, JsonRejection>,
 ) -> Response {
-    tokio::time::sleep(acq.latency).await;
     let req = match body {
         Ok(Json(req)) => req,
         Err(e) => return rejected(&e),
@@ -426,10 +353,10 @@ async fn modify(
         return bad("invalid_idempotency_key");
     }
     if id.len() > MAX_ID_LEN {
-        return error(StatusCode::NOT_FOUND, "not_found");
+        return not_found();
     }
     let Ok(mut books) = acq.books.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
-    let Some(a) = books.get_mut(id) else { return error(StatusCode::NOT_FOUND, "not_found") };
+    let Some(a) = books.get_mut(id) else { return not_found() };
     if let Some(m) = a.modifications.iter().find(|m| m.kind == kind && m.key == req.idempotency_key) {
         return Json(m.answer.clone()).into_response();
     }

@@ -46,16 +46,24 @@ pub fn authorize_outcome(a: &wire::Authorization) -> AuthorizeOutcome {
     }
 }
 
-pub fn provider_status(a: &wire::Authorization) -> ProviderStatus {
-    match a.status.as_str() {
+/// The acquirer's answer to a lookup; an unknown status is `Lookup::Unknown`.
+pub fn lookup(a: &wire::Authorization) -> Lookup {
+    let status = match a.status.as_str() {
         "AUTHORIZED" => ProviderStatus::Authorized,
         "DECLINED" => ProviderStatus::Declined(decline_reason(a.decline_code.as_deref())),
         "PENDING" => ProviderStatus::Pending,
         "CHALLENGE" => ProviderStatus::ChallengePending,
-        _ => ProviderStatus::Unknown,
-    }
+        _ => return Lookup::Unknown,
+    };
+    Lookup::Found(AuthorizationState {
+        reference: a.id.clone(),
+        status,
+        amount_minor: a.amount,
+        currency: a.currency.clone(),
+    })
 }
 
+/// A modification's answer (the same format at the acquirer and at PayU).
 pub fn modify_outcome(m: &wire::Modification) -> ModifyOutcome {
     match m.status.as_str() {
         "SUCCEEDED" => ModifyOutcome::Succeeded { reference: m.id.clone() },

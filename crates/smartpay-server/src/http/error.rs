@@ -52,11 +52,14 @@ impl IntoResponse for ApiError {
                 vec![Problem::new(ErrorCode::PayloadTooLarge).with("maxBytes", Fact::Int(limit as i64))],
                 vec![],
             ),
+            ApiError::Unauthorized(Challenge::Signature) => {
+                (StatusCode::UNAUTHORIZED, vec![Problem::new(ErrorCode::Unauthorized).at("OpenPayu-Signature")], vec![])
+            }
             ApiError::Unauthorized(c) => {
                 match c {
                     Challenge::Any => challenges.extend([BASIC_CHALLENGE, BEARER_CHALLENGE]),
                     Challenge::Basic => challenges.push(BASIC_CHALLENGE),
-                    Challenge::InvalidToken => challenges.push(BEARER_INVALID_TOKEN),
+                    Challenge::InvalidToken | Challenge::Signature => challenges.push(BEARER_INVALID_TOKEN),
                 }
                 (StatusCode::UNAUTHORIZED, vec![Problem::new(ErrorCode::Unauthorized)], vec![])
             }

@@ -230,7 +230,10 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
 
 /// Prometheus metrics (served on the admin listener, `admin_listen`).
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let text = state.metrics.render(state.store.stats());
+    let mut text = state.metrics.render(state.store.stats());
+    if let Ok(stats) = state.store.job_stats(state.now()).await {
+        text.push_str(&crate::metrics::render_jobs(&stats, state.now()));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -373,4 +376,48 @@ pub async fn cancel_or_refund(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     modification(&state, &who, smartpay_domain::modify::Operation::CancelOrRefund, &body).await
+}
+
+/// Largest inbound provider notification read.
+const MAX_NOTICE_BYTES: usize = 16 * 1024;
+
+/// An inbound notification from a payment provider (sandbox PayU). Verified by the provider's
+/// signature, deduplicated by its event id, and taken only as a reason to ask the provider
+/// soon: its content never changes a payment by itself.
+#[utoipa::path(
+    post, path = "/providers/{provider}/notifications", tag = "Providers",
+    description = "A payment provider tells SmartPay that something changed (signed). SmartPay then asks the provider; the notification's content is never taken as the payment's status.",
+    params(("provider" = String, Path, description = "The provider, e.g. `payu`")),
+    request_body(content = Object, description = "The provider's notification", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted (or seen before)"),
+        (status = 401, description = "Unsigned, or the signature is wrong or stale", body = api::ErrorBody),
+        (status = 400, description = "Malformed", body = api::ErrorBody),
+        (status = 404, description = "No such provider", body = api::ErrorBody),
+        (status = 413, description = "Body too large", body = api::ErrorBody),
+    )
+)]
+pub async fn provider_notification(
+    State(state): State<Arc<AppState>>,
+    Path(provider): Path<String>,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_NOTICE_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge { limit: MAX_NOTICE_BYTES })?;
+    let signature = parts.headers.get("openpayu-signature").and_then(|v| v.to_str().ok());
+    use crate::resolve::NoticeAnswer;
+    match crate::resolve::on_provider_notice(&state, &provider, signature, &bytes).await? {
+        NoticeAnswer::Accepted | NoticeAnswer::Duplicate => {
+            Ok(json_response(StatusCode::OK, b"{\"status\":\"OK\"}".to_vec()))
+        }
+        NoticeAnswer::UnknownProvider | NoticeAnswer::Refused(smartpay_providers::NoticeError::Unsupported) => {
+            Err(ApiError::NotFound)
+        }
+        NoticeAnswer::Refused(smartpay_providers::NoticeError::Malformed) => {
+            Err(ApiError::invalid(Problem::new(ErrorCode::InvalidValue).at("body")))
+        }
+        NoticeAnswer::Refused(_) => Err(ApiError::Unauthorized(crate::error::Challenge::Signature)),
+    }
 }

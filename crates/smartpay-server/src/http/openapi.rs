@@ -13,7 +13,7 @@ use smartpay_domain::schema::{Field, Kind, Text};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
-use super::{handlers, widget};
+use super::{handlers, notifications, widget};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,7 +26,10 @@ use super::{handlers, widget};
         widget::loader, widget::integrity, widget::bins, widget::frame, widget::frame_js, widget::frame_css,
         widget::challenge_return, widget::return_js, widget::submit, widget::complete, widget::hosted,
         widget::hosted_js, widget::demo, widget::demo_js, widget::demo_checkout, widget::demo_status,
-        widget::demo_capture, widget::demo_refund, widget::demo_cancel
+        widget::demo_capture, widget::demo_refund, widget::demo_cancel, widget::submit_redirect,
+        handlers::provider_notification, notifications::get_settings, notifications::put_settings,
+        notifications::delete_settings, notifications::rotate_secret, notifications::list, notifications::get_one,
+        notifications::redeliver
     ),
     modifiers(&Security)
 )]

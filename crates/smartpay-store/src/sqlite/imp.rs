@@ -82,7 +82,7 @@ fn signing_key_from(r: &Row<'_>) -> rusqlite::Result<SigningKey> {
     })
 }
 
-fn status_from(s: &str) -> Result<PaymentStatus, StoreError> {
+pub(crate) fn status_from(s: &str) -> Result<PaymentStatus, StoreError> {
     PaymentStatus::parse(s).ok_or_else(|| StoreError::Internal(format!("unknown status {s:?} in database")))
 }
 
@@ -96,7 +96,8 @@ fn ready<'a, T: Send + 'a>(r: Result<T, StoreError>) -> StoreFuture<'a, T> {
     Box::pin(std::future::ready(r))
 }
 
-/// Writes a status change and its history row; the status must come from `transition`.
+/// Writes a status change, its history row and what it causes ([`super::outbox`]); the status
+/// must come from `transition`.
 pub(crate) fn record_status(
     conn: &Connection,
     payment_id: &str,
@@ -104,6 +105,7 @@ pub(crate) fn record_status(
     to: PaymentStatus,
     at: Millis,
     reason: Option<&str>,
+    origin: EventOrigin,
 ) -> Result<bool, StoreError> {
     let changed = conn
         .prepare_cached("UPDATE payments SET status = ?1, last_status_at_ms = ?2 WHERE id = ?3 AND status = ?4")
@@ -112,12 +114,7 @@ pub(crate) fn record_status(
     if changed == 0 {
         return Ok(false);
     }
-    conn.prepare_cached(
-        "INSERT INTO payment_status_history (payment_id, seq, status, at_ms, reason)
-         SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4 FROM payment_status_history WHERE payment_id = ?1",
-    )
-    .and_then(|mut s| s.execute(params![payment_id, to.as_str(), at.0, reason]))
-    .map_err(map_err)?;
+    super::outbox::payment_changed(conn, payment_id, from, to, at, reason, origin)?;
     Ok(true)
 }
 
@@ -210,7 +207,7 @@ fn create_checkout_tx(conn: &Connection, c: &NewCheckout) -> Result<CreateOutcom
 const PAYMENT_COLUMNS: &str =
     "id, merchant_id, status, amount_minor, currency, description, partner_reference, customer_account_id,
     external_order_reference, custom_references, payment_method, reconciliation_reference_id, mit,
-    created_at_ms, last_status_at_ms, expires_at_ms, identity_subject, provider, attempts, decline_code, challenge_url";
+    created_at_ms, last_status_at_ms, expires_at_ms, identity_subject, provider, attempts, decline_code, challenge_url, review_reason";
 
 pub(crate) fn read_payment(conn: &Connection, merchant_id: &str, id: &str) -> Result<Option<Payment>, StoreError> {
     read_payment_where(conn, "id = ?1 AND merchant_id = ?2", params![id, merchant_id])
@@ -245,6 +242,7 @@ fn read_payment_where(
                         attempts: r.get(18)?,
                         decline_code: r.get(19)?,
                         challenge_url: r.get(20)?,
+                        review_reason: r.get(21)?,
                         created_at: Millis(r.get(13)?),
                         last_status_at: Millis(r.get(14)?),
                         expires_at: Millis(r.get(15)?),
@@ -288,7 +286,7 @@ fn expire_tx(conn: &Connection, now: Millis, limit: u32) -> Result<Vec<Expired>,
     for (id, merchant_id, status) in due {
         let from = status_from(&status)?;
         let Ok(to) = transition(from, Event::Expired) else { continue };
-        if record_status(conn, &id, from, to, now, Some("checkout lifetime ended"))? {
+        if record_status(conn, &id, from, to, now, Some("checkout lifetime ended"), EventOrigin::Automated)? {
             expired.push(Expired { payment_id: id, merchant_id });
         }
     }
@@ -346,16 +344,11 @@ pub(crate) fn apply_events_tx(
     let mut reason = u.reason.as_deref();
     for status in path {
         if status != previous {
-            conn.prepare_cached(
-                "INSERT INTO payment_status_history (payment_id, seq, status, at_ms, reason)
-                 SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4 FROM payment_status_history WHERE payment_id = ?1",
-            )
-            .and_then(|mut s| s.execute(params![payment_id, status.as_str(), at.0, reason.take()]))
-            .map_err(map_err)?;
+            super::outbox::payment_changed(conn, payment_id, previous, status, at, reason.take(), u.origin)?;
         }
         previous = status;
     }
-    super::modifications::schedule(conn, payment_id, &u.schedule)?;
+    super::jobs::schedule(conn, payment_id, &u.schedule, at)?;
     Ok(Some(to))
 }
 
@@ -504,27 +497,9 @@ impl Store for SqliteStore {
         boxed(self.write(move |c| super::modifications::begin_tx(c, &m)))
     }
 
-    fn finish_modification(
-        &self,
-        pk: &str,
-        outcome: smartpay_domain::modification::ModificationStatus,
-        reconciliation_reference_id: Option<String>,
-        failure_code: Option<String>,
-        at: Millis,
-        schedule: Vec<(JobKind, Millis)>,
-    ) -> StoreFuture<'_, Option<Payment>> {
+    fn finish_modification(&self, pk: &str, answer: ModificationAnswer) -> StoreFuture<'_, Option<Payment>> {
         let pk = pk.to_owned();
-        boxed(self.write(move |c| {
-            super::modifications::finish_tx(
-                c,
-                &pk,
-                outcome,
-                reconciliation_reference_id.as_deref(),
-                failure_code.as_deref(),
-                at,
-                &schedule,
-            )
-        }))
+        boxed(self.write(move |c| super::modifications::finish_tx(c, &pk, &answer)))
     }
 
     fn note_modification_reference(&self, pk: &str, reference: &str) -> StoreFuture<'_, ()> {
@@ -546,7 +521,7 @@ impl Store for SqliteStore {
     }
 
     fn claim_due_jobs(&self, now: Millis, lease_ms: i64, limit: u32) -> StoreFuture<'_, Vec<Job>> {
-        boxed(self.write(move |c| super::modifications::claim_jobs_tx(c, now, lease_ms, limit)))
+        boxed(self.write(move |c| super::jobs::claim_jobs_tx(c, now, lease_ms, limit)))
     }
 
     fn complete_job(&self, id: i64) -> StoreFuture<'_, ()> {
@@ -556,12 +531,119 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn retry_job(&self, id: i64, due_at: Millis) -> StoreFuture<'_, ()> {
-        boxed(self.write(move |c| {
-            c.execute("UPDATE jobs SET due_at_ms = ?1, lease_until_ms = 0 WHERE id = ?2", params![due_at.0, id])
+    fn retry_job(&self, id: i64, due_at: Millis, last_error: Option<String>) -> StoreFuture<'_, ()> {
+        boxed(self.write(move |c| super::jobs::retry_tx(c, id, due_at, last_error.as_deref())))
+    }
+
+    fn poll_soon(&self, payment_id: &str, at: Millis) -> StoreFuture<'_, bool> {
+        let id = payment_id.to_owned();
+        boxed(self.write(move |c| super::jobs::poll_soon_tx(c, &id, at)))
+    }
+
+    fn flag_payment(&self, payment_id: &str, reason: &str) -> StoreFuture<'_, ()> {
+        let args = vec![Value::from(reason.to_owned()), Value::from(payment_id.to_owned())];
+        self.write_one("UPDATE payments SET review_reason = ?1 WHERE id = ?2", args, Epoch::Keep)
+    }
+
+    fn jobs(&self, kinds: &[JobKind], limit: u32) -> StoreFuture<'_, Vec<JobView>> {
+        ready(self.read(|c| super::jobs::jobs_of(c, kinds, limit)))
+    }
+
+    fn flagged_payments(&self, limit: u32) -> StoreFuture<'_, Vec<(String, String, String)>> {
+        ready(self.read(|c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT merchant_id, id, review_reason FROM payments WHERE review_reason IS NOT NULL
+                     ORDER BY last_status_at_ms LIMIT ?1",
+                )
                 .map_err(map_err)?;
-            Ok(())
+            let rows = s.query_map([limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(map_err)?;
+            rows.collect::<Result<_, _>>().map_err(map_err)
         }))
+    }
+
+    fn job_stats(&self, now: Millis) -> StoreFuture<'_, Vec<JobStat>> {
+        ready(self.read(|c| super::jobs::stats(c, now)))
+    }
+
+    fn payment_by_provider_reference(
+        &self,
+        provider: &str,
+        reference: &str,
+    ) -> StoreFuture<'_, Option<(String, String)>> {
+        ready(self.read(|c| {
+            c.prepare_cached(
+                "SELECT merchant_id, id FROM payments WHERE reconciliation_reference_id = ?1 AND provider = ?2",
+            )
+            .and_then(|mut s| s.query_row(params![reference, provider], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(map_err)
+        }))
+    }
+
+    fn record_provider_notice(&self, provider: &str, event_id: &str, at: Millis) -> StoreFuture<'_, bool> {
+        let (p, e) = (provider.to_owned(), event_id.to_owned());
+        boxed(self.write(move |c| {
+            let n = c
+                .execute(
+                    "INSERT INTO provider_notices (provider, event_id, received_at_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (provider, event_id) DO NOTHING",
+                    params![p, e, at.0],
+                )
+                .map_err(map_err)?;
+            Ok(n > 0)
+        }))
+    }
+
+    fn notification_settings(&self, merchant_id: &str) -> StoreFuture<'_, Option<NotificationSettings>> {
+        ready(self.read(|c| super::notifications::settings(c, merchant_id)))
+    }
+
+    fn set_notification_settings(
+        &self,
+        merchant_id: &str,
+        settings: Option<NotificationSettings>,
+    ) -> StoreFuture<'_, ()> {
+        let m = merchant_id.to_owned();
+        boxed(self.write(move |c| super::notifications::set_settings(c, &m, settings.as_ref())))
+    }
+
+    fn add_notification_secret(&self, secret: NotificationSecret, retire_others_at: Millis) -> StoreFuture<'_, ()> {
+        boxed(self.write(move |c| super::notifications::add_secret(c, &secret, retire_others_at)))
+    }
+
+    fn notification_secrets(&self, merchant_id: &str, now: Millis) -> StoreFuture<'_, Vec<NotificationSecret>> {
+        ready(self.read(|c| super::notifications::secrets(c, merchant_id, now)))
+    }
+
+    fn claim_notifications(&self, now: Millis, lease_ms: i64, limit: u32) -> StoreFuture<'_, Vec<Notification>> {
+        boxed(self.write(move |c| super::notifications::claim(c, now, lease_ms, limit)))
+    }
+
+    fn record_delivery_attempt(
+        &self,
+        id: &str,
+        attempt: DeliveryAttempt,
+        result: AttemptResult,
+    ) -> StoreFuture<'_, ()> {
+        let id = id.to_owned();
+        boxed(self.write(move |c| super::notifications::record_attempt(c, &id, &attempt, result)))
+    }
+
+    fn notifications(&self, filter: NotificationFilter) -> StoreFuture<'_, Vec<Notification>> {
+        ready(self.read(|c| super::notifications::list(c, &filter)))
+    }
+
+    fn notification(
+        &self,
+        id: &str,
+        merchant_id: Option<&str>,
+    ) -> StoreFuture<'_, Option<(Notification, Vec<DeliveryAttempt>)>> {
+        ready(self.read(|c| super::notifications::one(c, id, merchant_id)))
+    }
+
+    fn redeliver_notification(&self, id: &str, merchant_id: Option<&str>, at: Millis) -> StoreFuture<'_, bool> {
+        let (id, m) = (id.to_owned(), merchant_id.map(str::to_owned));
+        boxed(self.write(move |c| super::notifications::redeliver(c, &id, m.as_deref(), at)))
     }
 
     fn payment_keys_after(&self, after: &str, limit: u32) -> StoreFuture<'_, Vec<(String, String)>> {

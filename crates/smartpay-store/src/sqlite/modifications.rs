@@ -8,10 +8,11 @@ use smartpay_domain::status::transition;
 use smartpay_domain::{Millis, PaymentStatus};
 
 use super::imp::{read_payment, record_status};
+use super::outbox::modification_changed;
 use crate::sqlite::map_err;
 use crate::{
-    BeginOutcome, Job, JobKind, Modification, ModificationChange, ModificationRequest, NewModification, Payment,
-    StoreError,
+    BeginOutcome, EventOrigin, JobKind, ModificationAnswer, Modification, ModificationChange, ModificationRequest, NewModification,
+    Payment, StoreError,
 };
 
 fn internal(what: &str) -> StoreError {
@@ -73,38 +74,23 @@ pub(crate) fn read_modifications(conn: &Connection, payment_id: &str) -> Result<
     Ok(out)
 }
 
-fn history_row(conn: &Connection, pk: &str, status: ModificationStatus, at: Millis) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO modification_status_history (modification_pk, seq, status, at_ms)
-         SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3 FROM modification_status_history WHERE modification_pk = ?1",
-    )
-    .and_then(|mut s| s.execute(params![pk, status.as_str(), at.0]))
-    .map_err(map_err)?;
-    Ok(())
-}
-
 /// Moves the payment by `event` (as `transition` decides), with a history row, and mirrors the
 /// change on `p` (no second read inside the writer's transaction).
-fn apply(conn: &Connection, p: &mut Payment, event: smartpay_domain::Event, at: Millis) -> Result<(), StoreError> {
+fn apply(
+    conn: &Connection,
+    p: &mut Payment,
+    event: smartpay_domain::Event,
+    at: Millis,
+    origin: EventOrigin,
+) -> Result<(), StoreError> {
     let to = transition(p.status, event).map_err(|e| StoreError::Conflict(e.to_string()))?;
     if to != p.status {
-        if !record_status(conn, &p.id, p.status, to, at, None)? {
+        if !record_status(conn, &p.id, p.status, to, at, None, origin)? {
             return Err(StoreError::Conflict("the payment moved during the transaction".into()));
         }
         p.status = to;
         p.last_status_at = at;
         p.history.push(crate::StatusChange { status: to, at, reason: None });
-    }
-    Ok(())
-}
-
-pub(crate) fn schedule(conn: &Connection, payment_id: &str, jobs: &[(JobKind, Millis)]) -> Result<(), StoreError> {
-    for (kind, due) in jobs {
-        conn.prepare_cached(
-            "INSERT INTO jobs (kind, payment_id, due_at_ms) VALUES (?1, ?2, ?3) ON CONFLICT (kind, payment_id) DO NOTHING",
-        )
-        .and_then(|mut s| s.execute(params![kind.as_str(), payment_id, due.0]))
-        .map_err(map_err)?;
     }
     Ok(())
 }
@@ -202,7 +188,12 @@ pub(crate) fn begin_tx(conn: &Connection, m: &NewModification) -> Result<BeginOu
         ])
     })
     .map_err(map_err)?;
-    history_row(conn, &m.pk, status, m.at)?;
+    modification_changed(conn, &m.pk, kind, status, m.at, m.origin)?;
+    if let Some(resolve_at) = m.resolve_at
+        && status.is_pending()
+    {
+        super::jobs::schedule_target(conn, &payment.id, JobKind::ResolveModification, &m.pk, resolve_at, m.at)?;
+    }
     payment.modifications.push(Modification {
         pk: m.pk.clone(),
         payment_id: payment.id.clone(),
@@ -221,20 +212,12 @@ pub(crate) fn begin_tx(conn: &Connection, m: &NewModification) -> Result<BeginOu
         history: vec![ModificationChange { status, at: m.at }],
     });
     if let Some(event) = event {
-        apply(conn, &mut payment, event, m.at)?;
+        apply(conn, &mut payment, event, m.at, m.origin)?;
     }
     Ok(BeginOutcome::Started { payment, pk: m.pk.clone() })
 }
 
-pub(crate) fn finish_tx(
-    conn: &Connection,
-    pk: &str,
-    outcome: ModificationStatus,
-    reference: Option<&str>,
-    failure_code: Option<&str>,
-    at: Millis,
-    jobs: &[(JobKind, Millis)],
-) -> Result<Option<Payment>, StoreError> {
+pub(crate) fn finish_tx(conn: &Connection, pk: &str, answer: &ModificationAnswer) -> Result<Option<Payment>, StoreError> {
     let row: Option<(String, String, String, String)> = conn
         .prepare_cached("SELECT payment_id, merchant_id, kind, status FROM modifications WHERE id = ?1")
         .and_then(|mut s| s.query_row([pk], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional())
@@ -245,6 +228,9 @@ pub(crate) fn finish_tx(
     if !status.is_pending() {
         return Ok(None);
     }
+    let ModificationAnswer { status: outcome, reconciliation_reference_id: reference, failure_code, at, schedule: jobs, origin } =
+        answer;
+    let (outcome, at, origin) = (*outcome, *at, *origin);
     if outcome != kind.final_status(true) && outcome != kind.final_status(false) {
         return Err(StoreError::Conflict(format!("{} cannot end as {}", kind.as_str(), outcome.as_str())));
     }
@@ -256,37 +242,11 @@ pub(crate) fn finish_tx(
     )
     .and_then(|mut s| s.execute(params![outcome.as_str(), at.0, reference, failure_code, pk, status.as_str()]))
     .map_err(map_err)?;
-    history_row(conn, pk, outcome, at)?;
+    modification_changed(conn, pk, kind, outcome, at, origin)?;
     let mut payment = read_payment(conn, &merchant_id, &payment_id)?.ok_or(StoreError::NotFound)?;
     if let Some(event) = on_outcome(payment.status, &payment.ledger(), outcome) {
-        apply(conn, &mut payment, event, at)?;
+        apply(conn, &mut payment, event, at, origin)?;
     }
-    schedule(conn, &payment_id, jobs)?;
+    super::jobs::schedule(conn, &payment_id, jobs, at)?;
     Ok(Some(payment))
-}
-
-pub(crate) fn claim_jobs_tx(conn: &Connection, now: Millis, lease_ms: i64, limit: u32) -> Result<Vec<Job>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "UPDATE jobs SET lease_until_ms = ?1, attempts = attempts + 1
-             WHERE id IN (SELECT id FROM jobs WHERE due_at_ms <= ?2 AND lease_until_ms <= ?2 ORDER BY due_at_ms LIMIT ?3)
-             RETURNING id, kind, payment_id, attempts",
-        )
-        .map_err(map_err)?;
-    let rows = stmt
-        .query_map(params![now.0.saturating_add(lease_ms), now.0, limit], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, u32>(3)?))
-        })
-        .map_err(map_err)?;
-    let claimed: Vec<_> = rows.collect::<Result<_, _>>().map_err(map_err)?;
-    let mut jobs = Vec::with_capacity(claimed.len());
-    for (id, kind, payment_id, attempts) in claimed {
-        let merchant_id: Option<String> = conn
-            .prepare_cached("SELECT merchant_id FROM payments WHERE id = ?1")
-            .and_then(|mut s| s.query_row([&payment_id], |r| r.get(0)).optional())
-            .map_err(map_err)?;
-        let (Some(kind), Some(merchant_id)) = (JobKind::parse(&kind), merchant_id) else { continue };
-        jobs.push(Job { id, kind, payment_id, merchant_id, attempts });
-    }
-    Ok(jobs)
 }

@@ -1,19 +1,16 @@
 //! The acquirer's memory: authorizations, their idempotency keys and their modifications, with a
-//! hard cap. Authorizations are kept in arrival order; when the cap is reached the oldest
-//! *finished* one is forgotten (with its key and modifications) to make room. Finished means
+//! hard cap (see [`crate::service::books`]). When the cap is reached the oldest *finished*
+//! authorization is forgotten (with its key and modifications) to make room. Finished means
 //! decided: not pending any more, and not a challenge younger than [`CHALLENGE_LIFETIME`]. When
-//! none of the oldest [`EVICTION_SCAN`] is finished the new authorization is refused (503), so
-//! the cap holds without an unbounded scan under the lock.
+//! none of the oldest is finished the new authorization is refused (503).
 
-use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::super::wire;
+use crate::service::books::Keyed;
 
 /// How long an undecided challenge is protected from eviction; an older one was abandoned.
 pub const CHALLENGE_LIFETIME: Duration = Duration::from_secs(15 * 60);
-/// How many of the oldest authorizations eviction looks at.
-pub const EVICTION_SCAN: usize = 1024;
 /// Modifications (captures, refunds, cancellations) one authorization keeps answers for.
 pub const MAX_MODIFICATIONS: usize = 128;
 
@@ -89,7 +86,7 @@ impl Auth {
     }
 
     /// Whether forgetting it loses nothing still in progress.
-    fn finished(&mut self, pending_delay: Duration) -> bool {
+    pub fn finished(&mut self, pending_delay: Duration) -> bool {
         self.settle(pending_delay);
         match self.status {
             "PENDING" => false,
@@ -113,60 +110,17 @@ impl Auth {
     }
 }
 
-/// The cap was reached and nothing old enough could be forgotten.
-#[derive(Debug)]
-pub struct Full;
+impl Keyed for Auth {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn key(&self) -> &str {
+        &self.idempotency_key
+    }
+}
 
 /// Every authorization the acquirer remembers.
-#[derive(Default)]
-pub struct Books {
-    auths: HashMap<String, Auth>,
-    /// idempotency key → authorization id
-    by_key: HashMap<String, String>,
-    /// Authorization ids, oldest first.
-    order: VecDeque<String>,
-}
-
-impl Books {
-    pub fn len(&self) -> usize {
-        self.auths.len()
-    }
-
-    pub fn get_mut(&mut self, id: &str) -> Option<&mut Auth> {
-        self.auths.get_mut(id)
-    }
-
-    pub fn by_key_mut(&mut self, key: &str) -> Option<&mut Auth> {
-        let id = self.by_key.get(key)?;
-        self.auths.get_mut(id)
-    }
-
-    /// Stores `auth`, first forgetting the oldest finished authorization when `max` are kept.
-    pub fn insert(&mut self, auth: Auth, max: usize, pending_delay: Duration) -> Result<(), Full> {
-        while self.auths.len() >= max {
-            self.evict_one(pending_delay)?;
-        }
-        self.by_key.insert(auth.idempotency_key.clone(), auth.id.clone());
-        self.order.push_back(auth.id.clone());
-        self.auths.insert(auth.id.clone(), auth);
-        Ok(())
-    }
-
-    fn evict_one(&mut self, pending_delay: Duration) -> Result<(), Full> {
-        let mut found = None;
-        for (i, id) in self.order.iter().take(EVICTION_SCAN).enumerate() {
-            if self.auths.get_mut(id).is_none_or(|a| a.finished(pending_delay)) {
-                found = Some(i);
-                break;
-            }
-        }
-        let id = found.and_then(|i| self.order.remove(i)).ok_or(Full)?;
-        if let Some(a) = self.auths.remove(&id) {
-            self.by_key.remove(&a.idempotency_key);
-        }
-        Ok(())
-    }
-}
+pub type Books = crate::service::books::Books<Auth>;
 
 #[cfg(test)]
 mod tests {
@@ -194,9 +148,10 @@ mod tests {
     fn the_oldest_finished_authorization_makes_room_and_takes_its_key_along() {
         let mut books = Books::default();
         let long = Duration::from_secs(3600);
-        books.insert(auth(0, "PENDING"), 2, long).unwrap();
-        books.insert(auth(1, "AUTHORIZED"), 2, long).unwrap();
-        books.insert(auth(2, "AUTHORIZED"), 2, long).unwrap();
+        let finished = |a: &mut Auth| a.finished(long);
+        books.insert(auth(0, "PENDING"), 2, finished).unwrap();
+        books.insert(auth(1, "AUTHORIZED"), 2, finished).unwrap();
+        books.insert(auth(2, "AUTHORIZED"), 2, finished).unwrap();
         assert_eq!(books.len(), 2);
         assert!(books.get_mut("id-0").is_some(), "a pending authorization is kept");
         assert!(books.get_mut("id-1").is_none() && books.by_key_mut("key-1").is_none());
@@ -207,9 +162,10 @@ mod tests {
     fn a_memory_full_of_undecided_authorizations_refuses_new_ones() {
         let mut books = Books::default();
         let long = Duration::from_secs(3600);
-        books.insert(auth(0, "PENDING"), 2, long).unwrap();
-        books.insert(auth(1, "CHALLENGE"), 2, long).unwrap();
-        assert!(books.insert(auth(2, "AUTHORIZED"), 2, long).is_err());
+        let finished = |a: &mut Auth| a.finished(long);
+        books.insert(auth(0, "PENDING"), 2, finished).unwrap();
+        books.insert(auth(1, "CHALLENGE"), 2, finished).unwrap();
+        assert!(books.insert(auth(2, "AUTHORIZED"), 2, finished).is_err());
         assert_eq!(books.len(), 2);
     }
 }

@@ -5,7 +5,7 @@
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
@@ -38,17 +38,13 @@ fn page_within(acq: &super::Acquirer, status: StatusCode, body: &str, ancestors:
         )),
     )
         .into_response();
-    let h = r.headers_mut();
     let csp = if ancestors.is_empty() {
         acq.challenge_csp.clone()
     } else {
         let extended = format!("{} {}", acq.challenge_csp.to_str().unwrap_or_default(), ancestors.join(" "));
         HeaderValue::from_str(&extended).unwrap_or_else(|_| acq.challenge_csp.clone())
     };
-    h.insert(header::CONTENT_SECURITY_POLICY, csp);
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    crate::service::page_headers(&mut r, csp);
     r
 }
 
