@@ -98,6 +98,14 @@ parameters = { "body.merchantKey" = "${ST_MERCHANT_KEY}" }
 [[operations]]
 include-path-regex = "^/payment/(cancel|cancelOrRefund)$"
 parameters = { "body.merchantKey" = "${ST_MERCHANT_KEY}" }
+
+# Notification settings: a URL must also pass the SSRF rules (no private, link-local or
+# reserved addresses; in production https only), which a schema cannot say, so schema-valid
+# URLs such as http://10.0.0.1 are rightly refused.
+[[operations]]
+include-path = "/notifications/settings"
+include-method = "PUT"
+checks = { positive_data_acceptance = { enabled = false } }
 EOF
 cat >"$work/token-endpoint.toml" <<'EOF'
 [checks]
@@ -130,7 +138,7 @@ run() { # name, config, path regex, seconds
     --no-color ${ST_EXTRA:-} \
     "${seed[@]}" || status=1
 }
-run merchant-api "$work/merchant-api.toml" '^/payment/(creation|status/\{transactionId\}|capture|refund|cancel|cancelOrRefund)$' $((budget * 2 / 3))
+run merchant-api "$work/merchant-api.toml" '^/(payment/(creation|status/\{transactionId\}|capture|refund|cancel|cancelOrRefund)|notifications(/settings|/signing-secrets|/\{eventId\}(/redeliver)?)?)$' $((budget * 2 / 3))
 run token-endpoint "$work/token-endpoint.toml" '^/oauth2/token$' $((budget - budget * 2 / 3))
 cp "$work/server.log" "$report/server.log"
 # Being locked out would make the run test nothing while passing: a single 429 fails it.

@@ -32,6 +32,7 @@
       statusBox.textContent = (r.status === 200 ? '' : 'HTTP ' + r.status + '\n') + JSON.stringify(r.body, null, 2);
     }, function (e) { statusBox.textContent = String(e); });
   }
+  document.getElementById('refresh').addEventListener('click', function () { if (current) showStatus(current); });
   ['capture', 'refund', 'cancel'].forEach(function (operation) {
     document.getElementById(operation).addEventListener('click', function () { modify(operation); });
   });

@@ -12,7 +12,9 @@
     currency: body.dataset.currency,
     status: body.dataset.status,
     mode: body.dataset.mode,
-    error: body.dataset.error
+    error: body.dataset.error,
+    // The payment methods this checkout offers (the server adds PAYU where it is available).
+    methods: String(body.dataset.methods || 'CARDS').split(' ')
   };
   var TEXTS = {
     'en-US': {
@@ -27,7 +29,10 @@
       'result:pending': 'Your payment is being processed.', 'result:challenge': 'Please confirm the payment with your bank.',
       'result:processing': 'Processing…', 'result:locked': 'Too many attempts. Please start a new checkout.',
       'result:expired': 'This checkout has expired.', 'result:failed': 'The payment could not be processed.',
-      'challenge:title': 'Confirm with your bank'
+      'challenge:title': 'Confirm with your bank',
+      'method:PAYU': 'PayU (pay by link)',
+      'payment:payu': 'You will approve the payment on PayU\'s page, then return here.',
+      'payment:payu-title': 'Approve with PayU', 'result:payu': 'Please approve the payment with PayU.'
     },
     'de-DE': {
       'main-panel-registration:instruction': 'Bitte wählen Sie Ihre Zahlungsart',
@@ -41,7 +46,10 @@
       'result:pending': 'Ihre Zahlung wird bearbeitet.', 'result:challenge': 'Bitte bestätigen Sie die Zahlung bei Ihrer Bank.',
       'result:processing': 'Wird bearbeitet…', 'result:locked': 'Zu viele Versuche. Bitte einen neuen Checkout starten.',
       'result:expired': 'Dieser Checkout ist abgelaufen.', 'result:failed': 'Die Zahlung konnte nicht verarbeitet werden.',
-      'challenge:title': 'Bei Ihrer Bank bestätigen'
+      'challenge:title': 'Bei Ihrer Bank bestätigen',
+      'method:PAYU': 'PayU (Zahlung per Link)',
+      'payment:payu': 'Sie bestätigen die Zahlung auf der Seite von PayU und kehren dann hierher zurück.',
+      'payment:payu-title': 'Bei PayU bestätigen', 'result:payu': 'Bitte bestätigen Sie die Zahlung bei PayU.'
     }
   };
   var SIGNS = { EUR: '€', USD: '$', GBP: '£', PLN: 'zł', CHF: 'CHF', JPY: '¥' };
@@ -58,6 +66,30 @@
   var externalButton = false;
   var busy = false;
   var done = false;
+  // The method of the submission in flight (its approval or challenge page is titled after it),
+  // and the payment it started once SmartPay named it.
+  var submitted = 'CARDS';
+  var transactionId = null;
+
+  // Payment methods. CARDS is always offered; a redirect method only where the server says so.
+  var REDIRECT = { PAYU: { title: 'payment:payu-title', waiting: 'result:payu' } };
+  function offered(method) { return method === 'CARDS' || (REDIRECT[method] && cfg.methods.indexOf(method) >= 0); }
+  function chosen() {
+    var checked = document.querySelector('input[name=method]:checked');
+    return checked && offered(checked.value) ? checked.value : 'CARDS';
+  }
+  function showMethod() {
+    var method = chosen();
+    $('card-fields').hidden = method !== 'CARDS';
+    $('payu-note').hidden = method !== 'PAYU';
+    resize();
+  }
+  function select(method) {
+    if (!offered(method)) return;
+    var radios = document.querySelectorAll('input[name=method]');
+    for (var i = 0; i < radios.length; i++) radios[i].checked = radios[i].value === method;
+    showMethod();
+  }
 
   function digits(s) { return String(s).replace(/[\s\-]/g, ''); }
   function luhn(n) {
@@ -167,6 +199,7 @@
     });
   }
   function handle(r) {
+    if (r.status === 200 && r.body.transactionId) transactionId = r.body.transactionId;
     if (r.status === 200 && r.body.challengeUrl) return challenge(r.body.challengeUrl);
     if (r.status === 200) return finish(r.body);
     if (r.status === 400) {
@@ -181,27 +214,55 @@
     if (r.status === 429) return fail('RETRY', 'result:locked');
     return fail('ERR_PAYMENT_CALLBACK', 'result:failed');
   }
+  // The provider's page — a 3-D Secure challenge or a redirect method's approval page — shown
+  // inside the widget; it returns to /widget/challenge-return, which reports back.
   function challenge(url) {
     var box = $('challenge');
     var frame = document.createElement('iframe');
-    frame.title = t('challenge:title');
+    var redirect = REDIRECT[submitted];
+    frame.title = t(redirect ? redirect.title : 'challenge:title');
     frame.src = url;
     box.innerHTML = '';
     box.appendChild(frame);
     box.hidden = false;
     $('card-form').hidden = true;
-    result('result:challenge');
+    $('methods').hidden = true;
+    result(redirect ? redirect.waiting : 'result:challenge');
+    // The pay button just disappeared: keyboard and screen-reader users continue in the page.
+    frame.focus();
+  }
+  function failed() { fail('ERROR_INIT_PAYMENT', 'result:failed'); }
+  // What a decided payment's status means for the shopper.
+  var DECIDED = {
+    AUTHORIZATION_FAILED: 'result:declined', AUTHORIZATION_COMPLETED: 'result:authorized',
+    CAPTURE_PENDING: 'result:authorized', CAPTURED: 'result:authorized'
+  };
+  // After the provider's page: the provider may have told SmartPay the outcome (a PayU
+  // notification) before the shopper's return arrived, so SmartPay answers that the payment is no
+  // longer pending, with its status — the journey ends with that status.
+  function completed(r) {
+    var e = r.status === 409 && r.body.errors && r.body.errors[0];
+    var status = e && e.code === 'invalid_state' && e.context && e.context.paymentStatus;
+    if (transactionId && DECIDED[status]) return finish({ transactionId: transactionId, transactionStatus: status, message: DECIDED[status] });
+    return handle(r);
   }
   function submit(event) {
     if (event) event.preventDefault();
     if (busy || done) return;
+    submitted = chosen();
+    if (REDIRECT[submitted]) {
+      setBusy(true);
+      result('result:processing');
+      call('/widget/api/payments/redirect', { paymentMethod: submitted }).then(handle, failed);
+      return;
+    }
     if (!validateAll()) { resize(); setBusy(false); return; }
     setBusy(true);
     result('result:processing');
     call('/widget/api/payments', {
       number: digits($('number').value), expiry: $('expiry').value.trim(), cvc: $('cvc').value,
       holderName: $('holder').value.trim() || undefined
-    }).then(handle, function () { fail('ERROR_INIT_PAYMENT', 'result:failed'); });
+    }).then(handle, failed);
   }
 
   window.addEventListener('message', function (event) {
@@ -214,6 +275,9 @@
         if (typeof a.borderRadius === 'string') root.setProperty('--smp-radius', a.borderRadius);
         if (typeof a.fontFamily === 'string') root.setProperty('--smp-font', a.fontFamily);
         externalButton = !!data.externalButton;
+        // Multi-page: the loader remembers the choice made on the selector page (this frame's
+        // storage may be blocked as third-party) and hands it back to the later page.
+        if (typeof data.method === 'string' && !busy && !done) select(data.method);
         $('pay').hidden = externalButton;
         setBusy(false);
         resize();
@@ -223,13 +287,16 @@
     } else if (event.origin === window.location.origin && data.type === 'smp:challenge-done') {
       var frame = $('challenge').querySelector('iframe');
       if (!frame || event.source !== frame.contentWindow) return;
-      call('/widget/api/payments/complete').then(handle, function () { fail('ERROR_INIT_PAYMENT', 'result:failed'); });
+      call('/widget/api/payments/complete').then(completed, failed);
     }
   });
 
   // Texts and labels.
   $('methods-legend').textContent = t('main-panel-registration:instruction');
   $('method-cards').textContent = t('method:CARDS');
+  $('method-payu').textContent = t('method:PAYU');
+  $('payu-note').textContent = t('payment:payu');
+  $('option-payu').hidden = !offered('PAYU');
   ['number', 'expiry', 'cvc', 'holder'].forEach(function (f) { $(f + '-label').textContent = t('field:' + f); });
   $('pay').textContent = t('button:payment');
   if (cfg.mode === 'confirm') $('methods').hidden = true;
@@ -252,6 +319,10 @@
     $(f).addEventListener('input', function () { if ($(f).getAttribute('aria-invalid') === 'true') show(f, CHECKS[f]()); });
   });
   $('card-form').addEventListener('submit', submit);
+  $('methods').addEventListener('change', function () {
+    showMethod();
+    toParent({ type: 'smp:method', method: chosen() });
+  });
   fetch('/sdk/bins.json').then(function (r) { return r.json(); }).then(function (b) { bins = b; }).finally(function () {
     toParent({ type: 'smp:ready' });
   });

@@ -45,6 +45,19 @@
     return null;
   }
 
+  // The payment method chosen for a checkout, remembered in this page's own session storage so
+  // that the later page of a multi-page flow shows it. Only the method code is kept.
+  function methodKey(token) { return 'smp:method:' + token.slice(-16); }
+  function rememberMethod(token, method) {
+    try { window.sessionStorage.setItem(methodKey(token), method); } catch (e) { /* no storage */ }
+  }
+  function rememberedMethod(token) {
+    try { return window.sessionStorage.getItem(methodKey(token)) || undefined; } catch (e) { return undefined; }
+  }
+  function forgetMethod(token) {
+    try { window.sessionStorage.removeItem(methodKey(token)); } catch (e) { /* no storage */ }
+  }
+
   function renderWidget(options) {
     var problem = validate(options);
     if (problem) {
@@ -104,7 +117,7 @@
         case 'smp:ready':
           ready = true;
           window.clearTimeout(timer);
-          frame.contentWindow.postMessage({ type: 'smp:init', appearance: options.appearance || {}, externalButton: !!payButton }, BASE);
+          frame.contentWindow.postMessage({ type: 'smp:init', appearance: options.appearance || {}, externalButton: !!payButton, method: rememberedMethod(options.checkoutToken) }, BASE);
           break;
         case 'smp:resize':
           if (typeof data.height === 'number' && data.height > 0 && data.height < 5000) frame.style.height = Math.ceil(data.height) + 'px';
@@ -115,9 +128,13 @@
             payButton.disabled = !data.enabled;
           }
           break;
+        case 'smp:method':
+          if (typeof data.method === 'string' && /^[A-Z]{2,12}$/.test(data.method)) rememberMethod(options.checkoutToken, data.method);
+          break;
         case 'smp:result':
           if (finished) return;
           finished = true;
+          forgetMethod(options.checkoutToken);
           if (typeof options.successHandler === 'function') {
             options.successHandler({
               kind: 'CALLBACK',

@@ -384,6 +384,18 @@ pub(crate) fn outcome_of(status: ProviderStatus, reference: String, challenge_ur
 /// records it. Still undecided, the payment stays pending and is polled soon.
 pub async fn complete_challenge(state: &AppState, token: &str) -> Result<PaymentAnswer, ApiError> {
     let payment = checkout_for_token(state, token).await?;
+    if !matches!(payment.status, PaymentStatus::Created | PaymentStatus::AuthorizationPending) {
+        // Decided already (the provider's notification and a poll can beat the shopper back):
+        // the shopper learns how it ended.
+        let message =
+            if payment.status == PaymentStatus::AuthorizationFailed { "result:declined" } else { "result:authorized" };
+        return Ok(PaymentAnswer {
+            transaction_id: payment.id.clone(),
+            transaction_status: payment.status.as_str().to_owned(),
+            challenge_url: None,
+            message,
+        });
+    }
     let (Some(reference), true) =
         (payment.reconciliation_reference_id.clone(), payment.status == PaymentStatus::AuthorizationPending)
     else {

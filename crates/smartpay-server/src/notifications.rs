@@ -20,6 +20,8 @@ use crate::error::{ApiError, ErrorCode, Problem};
 /// Notifications claimed per pass, and how long a claim holds.
 const BATCH: u32 = 50;
 const LEASE_MS: i64 = 120_000;
+/// The attempt error of a notification whose merchant removed its endpoint (given up at once).
+const ENDPOINT_REMOVED: &str = "endpoint_removed";
 /// Attempts made at once.
 const CONCURRENCY: usize = 8;
 
@@ -227,7 +229,7 @@ async fn attempt(state: &AppState, n: Notification) -> Result<(), StoreError> {
             .notification_settings(&n.merchant_id)
             .await
             .map_err(|e| store_code(&e))?
-            .ok_or_else(|| "endpoint_removed".to_owned())?;
+            .ok_or_else(|| ENDPOINT_REMOVED.to_owned())?;
         let target = target(state, &n.merchant_id, &settings)?;
         let secrets = secrets(state, &n.merchant_id).await.map_err(|e| store_code(&e))?;
         if secrets.is_empty() {
@@ -243,9 +245,14 @@ async fn attempt(state: &AppState, n: Notification) -> Result<(), StoreError> {
         Err(e) => (None, Some(e.clone()), 0, false),
     };
     let now = state.now();
+    let removed = matches!(&outcome, Err(e) if e == ENDPOINT_REMOVED);
     let result = if delivered {
         counters.notifications_delivered.fetch_add(1, Ordering::Relaxed);
         AttemptResult::Delivered
+    } else if removed {
+        // The merchant stopped notifications: nothing to retry toward.
+        counters.notifications_given_up.fetch_add(1, Ordering::Relaxed);
+        AttemptResult::GiveUp
     } else {
         counters.notification_failures.fetch_add(1, Ordering::Relaxed);
         let horizon =

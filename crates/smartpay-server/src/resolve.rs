@@ -113,11 +113,7 @@ async fn authorization(state: &AppState, job: &Job, payment: Payment) -> Result<
     }
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     state.failpoint("resolution.answered");
-    // The shopper's page (challenge or approval) has its own, shorter deadline.
-    let waits_for_shopper = payment.challenge_url.is_some();
-    let deadline =
-        if waits_for_shopper { state.config.challenge_deadline_seconds } else { state.config.pending_deadline_seconds };
-    let expired = past(state, job.created_at, deadline);
+    let expired = past(state, job.created_at, state.config.pending_deadline_seconds);
     let found = match lookup {
         Lookup::Found(found) => found,
         Lookup::NotFound => {
@@ -149,18 +145,22 @@ async fn authorization(state: &AppState, job: &Job, payment: Payment) -> Result<
         return Ok(Resolution::Done);
     }
     counters.polls_answered.fetch_add(1, Ordering::Relaxed);
-    let undecided = matches!(found.status, ProviderStatus::Pending | ProviderStatus::ChallengePending);
-    if undecided {
-        if expired {
-            return fail(state, &payment, if waits_for_shopper { ABANDONED } else { TIMEOUT }).await;
+    match found.status {
+        // The shopper has not completed the challenge or approval page: its own, shorter deadline.
+        ProviderStatus::ChallengePending if past(state, job.created_at, state.config.challenge_deadline_seconds) => {
+            return fail(state, &payment, ABANDONED).await;
         }
-        if reference.is_none() {
-            // Found by its key: keep the reference, so later polls ask by it.
-            let facts =
-                PaymentUpdate { reconciliation_reference_id: Some(found.reference.clone()), ..Default::default() };
-            state.store.record_facts(&payment.id, PaymentStatus::AuthorizationPending, facts).await?;
+        ProviderStatus::Pending if expired => return fail(state, &payment, TIMEOUT).await,
+        ProviderStatus::Pending | ProviderStatus::ChallengePending => {
+            if reference.is_none() {
+                // Found by its key: keep the reference, so later polls ask by it.
+                let facts =
+                    PaymentUpdate { reconciliation_reference_id: Some(found.reference.clone()), ..Default::default() };
+                state.store.record_facts(&payment.id, PaymentStatus::AuthorizationPending, facts).await?;
+            }
+            return Ok(again(state, job, "still pending at the provider"));
         }
-        return Ok(again(state, job, "still pending at the provider"));
+        ProviderStatus::Authorized | ProviderStatus::Declined(_) => {}
     }
     let outcome = crate::engine::outcome_of(found.status, found.reference, payment.challenge_url.clone());
     crate::engine::record_authorization(state, &payment, outcome, EventOrigin::Automated).await?;

@@ -8,7 +8,6 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::{Value as J, json};
 use smartpay_domain::json::Value;
 use smartpay_store::{DeliveryState, Notification, NotificationAuth, NotificationFilter};
@@ -18,6 +17,46 @@ use super::extract::{Caller, JsonBody};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::notifications::{self, AuthInput};
+
+/// `PUT /notifications/settings` (documentation: the body is read field by field, so each
+/// refused field is named).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct NotificationSettingsRequest {
+    /// Where notifications are POSTed: https (http only in sandbox mode), a public host.
+    #[schema(min_length = 1, max_length = 2048, example = "https://shop.example/smartpay/notifications")]
+    url: String,
+    /// How SmartPay authenticates there; absent: none.
+    authentication: Option<NotificationAuthentication>,
+}
+
+/// Authentication toward the merchant's endpoint.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct NotificationAuthentication {
+    #[schema(rename = "type")]
+    kind: AuthType,
+    /// BASIC: the user name (no colon) and password.
+    #[schema(min_length = 1, max_length = 200)]
+    username: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
+    password: Option<String>,
+    /// OAUTH: the token endpoint (client credentials grant), client id and secret.
+    #[schema(rename = "tokenUrl", min_length = 1, max_length = 2048)]
+    token_url: Option<String>,
+    #[schema(rename = "clientId", min_length = 1, max_length = 200)]
+    client_id: Option<String>,
+    #[schema(rename = "clientSecret", min_length = 1, max_length = 500)]
+    client_secret: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, clippy::upper_case_acronyms)]
+pub enum AuthType {
+    NONE,
+    BASIC,
+    OAUTH,
+}
 
 fn answer(status: StatusCode, body: J) -> Response {
     let mut r = (status, Json(body)).into_response();
@@ -75,7 +114,7 @@ pub async fn get_settings(State(state): State<Arc<AppState>>, Caller(who): Calle
         `{\"type\":\"NONE\"}`, `{\"type\":\"BASIC\",\"username\",\"password\"}` or `{\"type\":\"OAUTH\",\"tokenUrl\",\"clientId\",\"clientSecret\"}` \
         (client credentials). The first time, the answer carries `signingSecret`, shown once: notifications are signed with it \
         (`SmartPay-Signature: t=…,v1=…`).",
-    request_body(content = Object, description = "`{\"url\", \"authentication\"?}`", content_type = "application/json"),
+    request_body(content = NotificationSettingsRequest, content_type = "application/json"),
     responses((status = 200, description = "The settings", body = Object), (status = 400, description = "Invalid URL or authentication, by field", body = smartpay_api_types::ErrorBody),
         (status = 401, description = "Not authenticated", body = smartpay_api_types::ErrorBody), (status = 415, description = "Not application/json", body = smartpay_api_types::ErrorBody)),
     security(("basic" = []), ("bearer" = [])))]
@@ -85,6 +124,26 @@ pub async fn put_settings(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let url = required(&body, "url", "url")?;
+    if let Some(a) = body.get("authentication").filter(|a| !matches!(a, Value::Null)) {
+        // Every field given must fit its limit, whichever type it belongs to.
+        for (name, max) in
+            [("username", 200), ("password", 200), ("tokenUrl", 2048), ("clientId", 200), ("clientSecret", 500)]
+        {
+            match a.get(name) {
+                None | Some(Value::Null) => {}
+                Some(v) => {
+                    let ok = v.as_str().is_some_and(|t| !t.is_empty() && t.chars().count() <= max);
+                    if !ok {
+                        return Err(ApiError::invalid(
+                            Problem::new(ErrorCode::InvalidValue)
+                                .at(format!("authentication.{name}"))
+                                .with("maxLength", smartpay_domain::violation::Fact::Int(max as i64)),
+                        ));
+                    }
+                }
+            }
+        }
+    }
     let auth = match body.get("authentication") {
         None | Some(Value::Null) => AuthInput::None,
         Some(a) => match text(a, "type").as_deref() {
@@ -166,28 +225,30 @@ pub fn notification_view(n: &Notification) -> J {
     })
 }
 
-#[derive(Deserialize)]
-pub struct ListQuery {
-    #[serde(rename = "transactionId")]
-    transaction_id: Option<String>,
-    state: Option<String>,
-    limit: Option<u32>,
+/// A notification's delivery state (query parameter).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, clippy::upper_case_acronyms)]
+pub enum DeliveryStateParam {
+    PENDING,
+    DELIVERED,
+    FAILED,
 }
 
 /// List Notifications.
 #[utoipa::path(get, path = "/notifications", tag = "Notifications",
     description = "This merchant's notifications, newest first: state (`PENDING`, `DELIVERED`, `FAILED`), attempts and the payload sent.",
-    params(("transactionId" = Option<String>, Query, description = "Only this payment's"), ("state" = Option<String>, Query, description = "PENDING, DELIVERED or FAILED"),
-        ("limit" = Option<u32>, Query, description = "At most this many (1–500, default 50)")),
+    params(("transactionId" = Option<String>, Query, description = "Only this payment's", max_length = 64),
+        ("state" = Option<DeliveryStateParam>, Query, description = "Only notifications in this state"),
+        ("limit" = Option<u32>, Query, description = "At most this many (default 50)", minimum = 1, maximum = 500)),
     responses((status = 200, description = "`{\"notifications\": [...]}`", body = Object), (status = 400, description = "Invalid filter", body = smartpay_api_types::ErrorBody),
         (status = 401, description = "Not authenticated", body = smartpay_api_types::ErrorBody)),
     security(("basic" = []), ("bearer" = [])))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Caller(who): Caller,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let delivery = match q.state.as_deref() {
+    let delivery = match q.get("state").map(String::as_str) {
         None => None,
         Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
             ApiError::invalid(
@@ -197,15 +258,25 @@ pub async fn list(
             )
         })?),
     };
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid(Problem::new(ErrorCode::InvalidValue).at("limit")));
+    let limit = match q.get("limit") {
+        None => 50,
+        Some(l) => l.parse::<u32>().ok().filter(|l| (1..=500).contains(l)).ok_or_else(|| {
+            ApiError::invalid(
+                Problem::new(ErrorCode::InvalidValue)
+                    .at("limit")
+                    .with("rule", smartpay_domain::violation::Fact::Text("a whole number from 1 to 500".into())),
+            )
+        })?,
+    };
+    let transaction_id = q.get("transactionId").cloned();
+    if transaction_id.as_ref().is_some_and(|t| t.len() > 64) {
+        return Err(ApiError::invalid(Problem::new(ErrorCode::InvalidValue).at("transactionId")));
     }
     let found = state
         .store
         .notifications(NotificationFilter {
             merchant_id: Some(who.merchant_id.clone()),
-            payment_id: q.transaction_id,
+            payment_id: transaction_id,
             state: delivery,
             limit,
         })

@@ -1,6 +1,8 @@
 //! The widget's HTTP side: the loader script, the card frame (served from SmartPay's origin,
 //! embeddable only by the merchant's registered origins), the frame's payment API (authorized by
-//! the checkout token), the 3-D Secure return page, the hosted checkout and the sandbox demo.
+//! the checkout token: cards, and redirect methods such as `PAYU` where their provider is enabled),
+//! the return page of 3-D Secure challenges and approval pages, the hosted checkout and the sandbox
+//! demo.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -120,7 +122,7 @@ fn culture_of(requested: Option<&str>, stored: Option<&str>) -> &'static str {
 }
 
 /// `/widget/frame`: the card fields. Embeddable only by the merchant's registered origins.
-#[utoipa::path(get, path = "/widget/frame", tag = "Widget", description = "The card frame the loader embeds. Its CSP allows only the merchant's registered origins as ancestors; an unknown token or an unregistered `origin` gets a frame that reports `ERR_CONFIG`.", params(("t" = String, Query, description = "checkoutToken"), ("origin" = String, Query, description = "Origin of the embedding page"), ("culture" = Option<String>, Query, description = "de-DE or en-US"), ("mode" = Option<String>, Query, description = "full (selector) or confirm (selection, multi-page)")), responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
+#[utoipa::path(get, path = "/widget/frame", tag = "Widget", description = "The card frame the loader embeds. Its CSP allows only the merchant's registered origins as ancestors; an unknown token or an unregistered `origin` gets a frame that reports `ERR_CONFIG`. It offers cards, and `PAYU` where sandbox PayU is enabled.", params(("t" = String, Query, description = "checkoutToken"), ("origin" = String, Query, description = "Origin of the embedding page"), ("culture" = Option<String>, Query, description = "de-DE or en-US"), ("mode" = Option<String>, Query, description = "full (selector) or confirm (selection, multi-page)")), responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
 pub async fn frame(State(state): State<Arc<AppState>>, Query(q): Query<FrameQuery>) -> Response {
     let token = q.t.unwrap_or_default();
     let (payment, error) = match engine::checkout_for_token(&state, &token).await {
@@ -157,6 +159,7 @@ pub async fn frame(State(state): State<Arc<AppState>>, Query(q): Query<FrameQuer
             String::new(),
         ),
     };
+    let methods = if error.is_none() && status == "CREATED" { redirect_methods(&state) } else { Vec::new() };
     let html = widget::render_frame(&widget::FrameView {
         token: if error.is_none() { &token } else { "" },
         parent_origin: parent.as_deref().unwrap_or(""),
@@ -169,11 +172,33 @@ pub async fn frame(State(state): State<Arc<AppState>>, Query(q): Query<FrameQuer
         mode: q.mode.as_deref().unwrap_or("full"),
         error: error.unwrap_or(""),
     });
-    page(html, &ancestors)
+    page(offer_methods(html, &methods), &ancestors)
 }
 
-/// `/widget/challenge-return`: where the provider's 3-D Secure page sends the shopper back.
-#[utoipa::path(get, path = "/widget/challenge-return", tag = "Widget", description = "Where a provider's 3-D Secure page returns to, inside the card frame.", responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
+/// The redirect methods (`PAYU`, …) whose provider is enabled here (sandbox PayU in sandbox mode).
+fn redirect_methods(state: &AppState) -> Vec<&'static str> {
+    engine::REDIRECT_METHODS
+        .iter()
+        .filter(|(_, provider)| state.providers().get(provider).is_some())
+        .map(|(method, _)| *method)
+        .collect()
+}
+
+/// The frame page lists the methods it offers in `data-methods` on its `<body>`; the template
+/// says `CARDS` (always offered), and the redirect methods available are added here. Every value
+/// the template fills in is HTML-escaped (a `"` becomes `&#34;`), so the attribute's literal text
+/// can only be the template's own, which comes before any of the merchant's text.
+fn offer_methods(html: String, methods: &[&str]) -> String {
+    const OFFERED: &str = "data-methods=\"CARDS\"";
+    if methods.is_empty() {
+        return html;
+    }
+    let list = std::iter::once("CARDS").chain(methods.iter().copied()).collect::<Vec<_>>().join(" ");
+    html.replacen(OFFERED, &format!("data-methods=\"{list}\""), 1)
+}
+
+/// `/widget/challenge-return`: where the provider's 3-D Secure or approval page sends the shopper back.
+#[utoipa::path(get, path = "/widget/challenge-return", tag = "Widget", description = "Where a provider's 3-D Secure page or approval page (`PAYU`) returns to, inside the card frame.", responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
 pub async fn challenge_return() -> Response {
     page(
         widget::render_challenge_return(),
@@ -232,8 +257,25 @@ fn card_input(body: &smartpay_domain::json::Value) -> Result<CardInput, ApiError
     })
 }
 
-/// `POST /widget/api/payments/complete`: after the 3-D Secure challenge.
-#[utoipa::path(post, path = "/widget/api/payments/complete", tag = "Widget", description = "After a 3-D Secure challenge: SmartPay asks the provider how it ended.", params(("X-Checkout-Token" = String, Header, description = "The checkout token")), responses((status = 200, description = "The payment's status", body = engine::PaymentAnswer), (status = 400, description = "Invalid card data, by field", body = smartpay_api_types::ErrorBody), (status = 401, description = "Checkout expired", body = smartpay_api_types::ErrorBody), (status = 403, description = "Not called from SmartPay's own origin", body = smartpay_api_types::ErrorBody), (status = 404, description = "Unknown checkout token", body = smartpay_api_types::ErrorBody), (status = 409, description = "Already submitted, or locked after too many attempts", body = smartpay_api_types::ErrorBody), (status = 429, description = "Rate limited", body = smartpay_api_types::ErrorBody)))]
+/// `POST /widget/api/payments/redirect`: the shopper chose an asynchronous method (`PAYU`).
+#[utoipa::path(post, path = "/widget/api/payments/redirect", tag = "Widget", description = "The widget starts an asynchronous payment (`{\"paymentMethod\": \"PAYU\"}`, same origin only). The answer's `challengeUrl` is the provider's approval page; the payment stays `AUTHORIZATION_PENDING` until SmartPay learns the outcome from the provider.", params(("X-Checkout-Token" = String, Header, description = "The checkout token")), request_body(content = Object, description = "`{\"paymentMethod\": \"PAYU\"}`", content_type = "application/json"), responses((status = 200, description = "The payment's status and the approval page", body = engine::PaymentAnswer), (status = 400, description = "Unknown payment method", body = smartpay_api_types::ErrorBody), (status = 401, description = "Checkout expired", body = smartpay_api_types::ErrorBody), (status = 403, description = "Not called from SmartPay's own origin", body = smartpay_api_types::ErrorBody), (status = 404, description = "Unknown checkout token", body = smartpay_api_types::ErrorBody), (status = 409, description = "Already submitted, or locked after too many attempts", body = smartpay_api_types::ErrorBody), (status = 429, description = "Rate limited", body = smartpay_api_types::ErrorBody)))]
+pub async fn submit_redirect(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    same_origin(&state, req.headers())?;
+    let token = token_of(req.headers())?;
+    let payment = engine::checkout_for_token(&state, &token).await?;
+    let client_ip = state.client_ip(peer.ip(), req.headers()).to_string();
+    let JsonBody(body) = JsonBody::from_request(req, &state).await?;
+    let method = text_field(&body, "paymentMethod")
+        .ok_or_else(|| ApiError::invalid(Problem::new(ErrorCode::MissingProperty).at("paymentMethod")))?;
+    Ok(no_store(engine::start_redirect(&state, payment, &method, &client_ip).await?))
+}
+
+/// `POST /widget/api/payments/complete`: after the 3-D Secure challenge or the approval page.
+#[utoipa::path(post, path = "/widget/api/payments/complete", tag = "Widget", description = "After a 3-D Secure challenge or a provider's approval page (`PAYU`): SmartPay asks the provider how it ended. An approved `PAYU` payment stays `AUTHORIZATION_PENDING` until the provider confirms it.", params(("X-Checkout-Token" = String, Header, description = "The checkout token")), responses((status = 200, description = "The payment's status", body = engine::PaymentAnswer), (status = 400, description = "Invalid card data, by field", body = smartpay_api_types::ErrorBody), (status = 401, description = "Checkout expired", body = smartpay_api_types::ErrorBody), (status = 403, description = "Not called from SmartPay's own origin", body = smartpay_api_types::ErrorBody), (status = 404, description = "Unknown checkout token", body = smartpay_api_types::ErrorBody), (status = 409, description = "Already submitted, or locked after too many attempts", body = smartpay_api_types::ErrorBody), (status = 429, description = "Rate limited", body = smartpay_api_types::ErrorBody)))]
 pub async fn complete(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     same_origin(&state, &headers)?;
     let token = token_of(&headers)?;
@@ -366,4 +408,49 @@ pub async fn demo_cancel(
     req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     demo_modify(&state, &id, smartpay_domain::modify::Operation::Cancel, req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(description: &str) -> String {
+        widget::render_frame(&widget::FrameView {
+            token: "tok_123",
+            parent_origin: "https://shop.example",
+            culture: "en-US",
+            amount: "10.99",
+            currency: "EUR",
+            description,
+            merchant: "Shop",
+            status: "CREATED",
+            mode: "full",
+            error: "",
+        })
+    }
+
+    #[test]
+    fn the_frame_offers_cards_and_the_available_redirect_methods() {
+        assert!(offer_methods(frame("x"), &[]).contains("data-methods=\"CARDS\">"));
+        let html = offer_methods(frame("x"), &["PAYU"]);
+        assert!(html.contains("data-error=\"\" data-methods=\"CARDS PAYU\">"), "{html}");
+        assert_eq!(html.matches("data-methods=").count(), 1);
+    }
+
+    #[test]
+    fn the_merchant_text_cannot_forge_or_move_the_offered_methods() {
+        let hostile = "data-methods=\"CARDS\" data-methods=\"CARDS PAYU\"";
+        let html = offer_methods(frame(hostile), &["PAYU"]);
+        assert!(html.contains("data-methods=\"CARDS PAYU\">"), "{html}");
+        assert!(
+            html.contains(
+                "<p class=\"smp-description\">data-methods=&#34;CARDS&#34; data-methods=&#34;CARDS PAYU&#34;</p>"
+            ),
+            "{html}"
+        );
+        assert_eq!(html.matches("data-methods=\"").count(), 1, "{html}");
+        let none = offer_methods(frame(hostile), &[]);
+        assert!(none.contains("data-methods=\"CARDS\">"), "{none}");
+        assert_eq!(none.matches("data-methods=\"").count(), 1, "{none}");
+    }
 }

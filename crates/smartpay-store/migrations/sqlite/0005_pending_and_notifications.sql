@@ -24,6 +24,15 @@ ALTER TABLE jobs_new RENAME TO jobs;
 CREATE INDEX jobs_due ON jobs(due_at_ms);
 CREATE INDEX jobs_payment ON jobs(payment_id);
 
+-- What was left pending before this version (a crash, a provider that never answered) is
+-- resolved from now on, like everything that becomes pending later.
+INSERT INTO jobs (kind, payment_id, target, due_at_ms, created_at_ms)
+    SELECT 'RESOLVE_AUTHORIZATION', id, '', last_status_at_ms, last_status_at_ms
+    FROM payments WHERE status = 'AUTHORIZATION_PENDING';
+INSERT INTO jobs (kind, payment_id, target, due_at_ms, created_at_ms)
+    SELECT 'RESOLVE_MODIFICATION', payment_id, id, last_status_at_ms, created_at_ms
+    FROM modifications WHERE status IN ('CAPTURE_PENDING', 'REFUND_PENDING', 'CANCELLATION_PENDING');
+
 -- A payment the provider contradicted (another amount or currency): not advanced, kept for an
 -- operator to reconcile.
 ALTER TABLE payments ADD COLUMN review_reason TEXT;
