@@ -11,6 +11,7 @@
 //! - [`html`]: escaping for the pages SmartPay renders.
 //! - [`violation`]: rule violations with stable codes.
 
+pub mod account;
 pub mod card;
 pub mod checkout;
 pub mod html;

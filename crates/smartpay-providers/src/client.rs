@@ -41,6 +41,20 @@ impl<R> Answer<R> {
     }
 }
 
+/// A request the provider refused (4xx other than its own `404 not_found`), by status and error
+/// code (one of the provider's known codes, `other` or `unreadable`; never the body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub code: &'static str,
+}
+
+impl From<Refusal> for ProviderError {
+    fn from(r: Refusal) -> Self {
+        ProviderError::Rejected(format!("{} {}", r.status, r.code))
+    }
+}
+
 /// A provider's machine API as one connector reaches it.
 pub struct Api {
     provider: &'static str,
@@ -99,9 +113,19 @@ impl Api {
         segments: &[&str],
         body: &B,
     ) -> Result<Answer<R>, ProviderError> {
+        Ok(self.post_refusable(segments, body).await??)
+    }
+
+    /// [`Api::post`] with a refusal kept apart (the outer error: the request could not be
+    /// built), for calls where some refusals are business answers rather than bugs.
+    pub async fn post_refusable<B: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &B,
+    ) -> Result<Result<Answer<R>, Refusal>, ProviderError> {
         let url = self.url(segments, &[])?;
         let sent = self.http.post(url).bearer_auth(&self.api_key).json(body).send().await;
-        self.answer(sent).await
+        Ok(self.answer(sent).await)
     }
 
     /// GETs `segments?query`.
@@ -112,13 +136,13 @@ impl Api {
     ) -> Result<Answer<R>, ProviderError> {
         let url = self.url(segments, query)?;
         let sent = self.http.get(url).bearer_auth(&self.api_key).send().await;
-        self.answer(sent).await
+        Ok(self.answer(sent).await?)
     }
 
     async fn answer<R: serde::de::DeserializeOwned>(
         &self,
         sent: reqwest::Result<reqwest::Response>,
-    ) -> Result<Answer<R>, ProviderError> {
+    ) -> Result<Answer<R>, Refusal> {
         let provider = self.provider;
         let mut resp = match sent {
             Ok(r) => r,
@@ -140,7 +164,7 @@ impl Api {
                 return Ok(Answer::NotFound);
             }
             tracing::warn!(provider, status = status.as_u16(), code, "the provider refused the request");
-            return Err(ProviderError::Rejected(format!("{} {code}", status.as_u16())));
+            return Err(Refusal { status: status.as_u16(), code });
         }
         if !status.is_success() {
             tracing::warn!(provider, status = status.as_u16(), "the provider failed");

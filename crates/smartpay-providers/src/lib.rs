@@ -1,9 +1,10 @@
 //! Payment providers behind one trait.
 //!
-//! A provider authorizes, captures, refunds, cancels and reports status. Every call answers an
-//! outcome — including *declined*, *pending* and *unknown* (no answer in time) — rather than an
-//! error, because those are ordinary business results the payment engine must handle; errors are
-//! reserved for requests the provider refused as malformed. Each provider keeps its wire types
+//! A provider authorizes, captures, refunds, cancels and reports status, and may store cards (a
+//! token then pays instead of the card number). Every call answers an outcome — including
+//! *declined*, *pending* and *unknown* (no answer in time) — rather than an error, because those
+//! are ordinary business results the payment engine must handle; errors are reserved for
+//! requests the provider refused as malformed. Each provider keeps its wire types
 //! and their mapping in its own module; adding one is a module and a line in [`Registry::new`].
 
 mod client;
@@ -12,6 +13,7 @@ pub mod sandbox;
 mod service;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,13 +35,58 @@ pub struct Capabilities {
     pub asynchronous: bool,
 }
 
-/// Card data for one authorization. Debug output is masked by the card types.
-#[derive(Debug)]
+/// Card data for one authorization. Debug output is masked: the card types show at most BIN 6
+/// and last 4 and never the CVC, and the holder's name is not shown.
 pub struct Card {
     pub number: CardNumber,
     pub expiry: Expiry,
     pub cvc: Cvc,
     pub holder: Option<String>,
+}
+
+impl fmt::Debug for Card {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Card")
+            .field("number", &self.number)
+            .field("expiry", &self.expiry)
+            .field("cvc", &self.cvc)
+            .field("holder", &self.holder.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// What an authorization is paid with: a card entered now, or a card the provider stored
+/// earlier ([`Provider::tokenize`]), named by the provider's token. A token payment sends no
+/// card number and no CVC (a card-on-file payment: the shopper does not enter the CVC again).
+pub enum PaymentSource {
+    Card(Card),
+    Token {
+        /// The provider's token for the card.
+        token: String,
+        /// The card's expiry, as stored with the token.
+        expiry: Expiry,
+    },
+}
+
+impl fmt::Debug for PaymentSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PaymentSource::Card(card) => f.debug_tuple("Card").field(card).finish(),
+            PaymentSource::Token { token, expiry } => {
+                f.debug_struct("Token").field("token", &masked_token(token)).field("expiry", expiry).finish()
+            }
+        }
+    }
+}
+
+/// A provider token as `tok_…` and at most its last 4 characters (all of a short one is hidden).
+pub fn masked_token(token: &str) -> String {
+    let chars: Vec<char> = token.chars().collect();
+    if chars.len() < 16 {
+        return format!("<token, {} chars>", chars.len());
+    }
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("tok_…{tail}")
 }
 
 #[derive(Debug)]
@@ -48,7 +95,8 @@ pub struct AuthorizeRequest {
     pub payment_id: String,
     pub amount_minor: i64,
     pub currency: String,
-    pub card: Card,
+    /// The card, or the provider's token for a stored card.
+    pub source: PaymentSource,
     /// Where the provider's 3-D Secure challenge page should return to. The sandbox acquirer
     /// ignores it: its challenges return only to the page it was configured with.
     pub return_url: Option<String>,
@@ -56,6 +104,48 @@ pub struct AuthorizeRequest {
     /// holds SmartPay's card frame): CSP `frame-ancestors` checks every ancestor, not only the
     /// frame the challenge sits in.
     pub frame_ancestors: Vec<String>,
+}
+
+/// A card to store at the provider: the provider keeps it (or, statelessly, seals it into the
+/// token) and answers a token that later pays with [`PaymentSource::Token`].
+pub struct TokenizeRequest {
+    pub number: CardNumber,
+    pub expiry: Expiry,
+    pub holder: Option<String>,
+}
+
+impl fmt::Debug for TokenizeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenizeRequest")
+            .field("number", &self.number)
+            .field("expiry", &self.expiry)
+            .field("holder", &self.holder.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The answer to a [`TokenizeRequest`].
+#[derive(Clone, PartialEq, Eq)]
+pub enum TokenizeOutcome {
+    /// Stored: `token` pays with this card from now on.
+    Tokenized { token: String },
+    /// The provider refused this card data; `code` is its error code (for the sandbox acquirer
+    /// `invalid_pan`, `invalid_expiry` or `invalid_holder`).
+    Refused { code: String },
+    /// No usable answer. Nothing is lost by asking again (sandbox tokens are stateless).
+    Unknown,
+}
+
+impl fmt::Debug for TokenizeOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenizeOutcome::Tokenized { token } => {
+                f.debug_struct("Tokenized").field("token", &masked_token(token)).finish()
+            }
+            TokenizeOutcome::Refused { code } => f.debug_struct("Refused").field("code", code).finish(),
+            TokenizeOutcome::Unknown => f.write_str("Unknown"),
+        }
+    }
 }
 
 /// Why a provider declined. `code` is the MOD1 `errorDetails` code the merchant's server sees.
@@ -221,6 +311,12 @@ pub trait Provider: Send + Sync + 'static {
     /// The authorization sent with `idempotency_key` (SmartPay's transactionId), for when the
     /// answer to the authorization request itself was lost (timeout, crash).
     fn find(&self, idempotency_key: &str) -> ProviderFuture<'_, Lookup>;
+    /// Stores a card at the provider and answers its token, which [`PaymentSource::Token`] pays
+    /// with later. Providers that cannot store cards refuse.
+    fn tokenize(&self, req: TokenizeRequest) -> ProviderFuture<'_, TokenizeOutcome> {
+        let _ = req;
+        Box::pin(async { Err(ProviderError::Rejected(format!("{} cannot store cards", self.name()))) })
+    }
     /// Starts an asynchronous payment the shopper approves on the provider's page.
     fn start_redirect(&self, req: RedirectRequest) -> ProviderFuture<'_, AuthorizeOutcome> {
         let _ = req;

@@ -2,6 +2,10 @@
 //! over real HTTP ([`acquirer`]), which implements every test card of CONTRACT §10, a 3-D Secure
 //! challenge page of its own, and configurable latency.
 //!
+//! Cards can be stored ([`Provider::tokenize`], `POST /v1/tokens`): the acquirer answers a
+//! stateless token (the card sealed with AES-256-GCM under [`acquirer::AcquirerConfig::token_key`]),
+//! and a later authorization sends that token instead of the card number, without a CVC.
+//!
 //! The connector authenticates with the acquirer's API key (`Authorization: Bearer`), follows no
 //! redirects, reads at most [`MAX_ANSWER_BYTES`] of an answer, and never logs or returns an
 //! error body: a refusal becomes [`ProviderError::Rejected`] with the status code and the
@@ -83,6 +87,8 @@ const KNOWN_ERROR_CODES: &[&str] = &[
     "malformed_request",
     "body_too_large",
     "invalid_pan",
+    "invalid_expiry",
+    "invalid_token",
     "invalid_cvc",
     "invalid_amount",
     "invalid_currency",
@@ -94,6 +100,10 @@ const KNOWN_ERROR_CODES: &[&str] = &[
     "too_many_modifications",
     "acquirer_full",
 ];
+
+/// The refusals of `POST /v1/tokens` that concern the card data (the answer
+/// [`TokenizeOutcome::Refused`]); any other refusal is a bug or a misconfiguration.
+const CARD_REFUSALS: &[&str] = &["invalid_pan", "invalid_expiry", "invalid_holder"];
 
 impl Provider for SandboxConnector {
     fn name(&self) -> &'static str {
@@ -115,6 +125,22 @@ impl Provider for SandboxConnector {
             let body = mapping::authorization_request(&req);
             let answer: Option<wire::Authorization> = self.api.post(&["v1", "authorizations"], &body).await?.body()?;
             Ok(answer.map_or(AuthorizeOutcome::Unknown, |a| mapping::authorize_outcome(&a)))
+        })
+    }
+
+    fn tokenize(&self, req: TokenizeRequest) -> ProviderFuture<'_, TokenizeOutcome> {
+        Box::pin(async move {
+            let body = mapping::token_request(&req);
+            let answer = self.api.post_refusable::<_, wire::TokenResponse>(&["v1", "tokens"], &body).await?;
+            Ok(match answer {
+                Ok(Answer::Body(t)) => TokenizeOutcome::Tokenized { token: t.token },
+                Ok(Answer::Silent) => TokenizeOutcome::Unknown,
+                Ok(Answer::NotFound) => return Err(ProviderError::Rejected("404 not_found".into())),
+                Err(r) if r.status == 400 && CARD_REFUSALS.contains(&r.code) => {
+                    TokenizeOutcome::Refused { code: r.code.to_owned() }
+                }
+                Err(r) => return Err(r.into()),
+            })
         })
     }
 

@@ -758,11 +758,18 @@ async fn payu_takes_no_cards_and_is_registered_by_the_config() {
         payment_id: "pay-card".into(),
         amount_minor: 1,
         currency: "EUR".into(),
-        card,
+        source: PaymentSource::Card(card),
         return_url: None,
         frame_ancestors: Vec::new(),
     };
     assert!(matches!(sb.p.authorize(req).await, Err(ProviderError::Rejected(_))));
+    let (number, _) = smartpay_domain::card::CardNumber::parse("4111111111111111").unwrap();
+    let store =
+        TokenizeRequest { number, expiry: smartpay_domain::card::Expiry { month: 12, year: 2040 }, holder: None };
+    match sb.p.tokenize(store).await {
+        Err(ProviderError::Rejected(e)) => assert_eq!(e, "payu cannot store cards"),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(sb.fake.stats().order_creates, 0);
     let caps = sb.p.capabilities();
     assert!(

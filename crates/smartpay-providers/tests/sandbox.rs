@@ -1,6 +1,7 @@
 //! Every test card of CONTRACT §10 through the connector and the fake acquirer, over real HTTP,
 //! and the acquirer's defences: its API answers only the connector's key, its memory is capped,
-//! its challenge page may be framed only by SmartPay and returns only to SmartPay's page.
+//! its challenge page may be framed only by SmartPay and returns only to SmartPay's page; stored
+//! cards pay with the acquirer's tokens, never with the card number.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -43,6 +44,13 @@ async fn setup() -> Sandbox {
 }
 
 async fn setup_with(max_authorizations: usize) -> Sandbox {
+    setup_keyed(max_authorizations, TOKEN_KEY).await
+}
+
+/// The token key of most tests' acquirers.
+const TOKEN_KEY: [u8; 32] = [42; 32];
+
+async fn setup_keyed(max_authorizations: usize, token_key: [u8; 32]) -> Sandbox {
     let public_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let public = format!("http://{}", public_listener.local_addr().unwrap());
     let config = AcquirerConfig {
@@ -54,6 +62,7 @@ async fn setup_with(max_authorizations: usize) -> Sandbox {
         frame_ancestor: public.clone(),
         api_key: KEY.into(),
         max_authorizations,
+        token_key,
         ..AcquirerConfig::default()
     };
     let acq = spawn(config).await.unwrap();
@@ -81,7 +90,7 @@ fn request(id: &str, number: &str) -> AuthorizeRequest {
         payment_id: id.into(),
         amount_minor: 1099,
         currency: "EUR".into(),
-        card: card(number, cvc),
+        source: PaymentSource::Card(card(number, cvc)),
         return_url: None,
         frame_ancestors: Vec::new(),
     }
@@ -499,8 +508,18 @@ async fn a_providers_error_body_never_reaches_the_error_message() {
 
 #[tokio::test]
 async fn secrets_stay_out_of_debug_output() {
-    let config = AcquirerConfig { api_key: "acquirer-secret-canary-1234".into(), ..AcquirerConfig::default() };
-    assert!(!format!("{config:?}").contains("acquirer-secret-canary"));
+    let config = AcquirerConfig {
+        api_key: "acquirer-secret-canary-1234".into(),
+        token_key: [0xAB; 32],
+        ..AcquirerConfig::default()
+    };
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("acquirer-secret-canary") && !shown.contains("171"), "{shown}");
+    assert_ne!(
+        AcquirerConfig::default().token_key,
+        AcquirerConfig::default().token_key,
+        "a random token key by default"
+    );
     let connector = ConnectorConfig {
         base_url: "http://127.0.0.1:1".into(),
         timeout: Duration::from_secs(1),
@@ -524,6 +543,8 @@ async fn spawn_refuses_an_unsafe_configuration() {
     assert_eq!(spawn(injected).await.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
     let empty = AcquirerConfig { max_authorizations: 0, ..AcquirerConfig::default() };
     assert_eq!(spawn(empty).await.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    let zero_key = AcquirerConfig { token_key: [0; 32], ..AcquirerConfig::default() };
+    assert_eq!(spawn(zero_key).await.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
 }
 
 #[tokio::test]
@@ -640,4 +661,328 @@ async fn lookups_without_a_usable_answer_are_unknown_and_only_the_providers_not_
         api_key: KEY.into(),
     });
     assert_eq!(silent.status("abc").await.unwrap(), Lookup::Unknown, "nobody listening");
+}
+
+// ---- Stored cards: tokens ----
+
+/// The expiry every test card is given (five years ahead).
+fn expiry() -> Expiry {
+    let (year, _, _) = smartpay_domain::Millis::now().date();
+    Expiry { month: 12, year: u16::try_from(year + 5).unwrap() }
+}
+
+async fn tokenize(p: &SandboxConnector, number: &str) -> String {
+    let (n, _) = CardNumber::parse(number).unwrap();
+    match p.tokenize(TokenizeRequest { number: n, expiry: expiry(), holder: Some("Jane Canary".into()) }).await.unwrap()
+    {
+        TokenizeOutcome::Tokenized { token } => token,
+        other => panic!("{number}: {other:?}"),
+    }
+}
+
+fn token_request(id: &str, token: &str) -> AuthorizeRequest {
+    AuthorizeRequest {
+        payment_id: id.into(),
+        amount_minor: 1099,
+        currency: "EUR".into(),
+        source: PaymentSource::Token { token: token.into(), expiry: expiry() },
+        return_url: None,
+        frame_ancestors: Vec::new(),
+    }
+}
+
+/// `POST path` at the acquirer's API with the right key: status and body.
+async fn post_raw(sb: &Sandbox, path: &str, body: &serde_json::Value) -> (u16, String) {
+    let r = reqwest::Client::new().post(format!("{}{path}", sb.api)).bearer_auth(KEY).json(body).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_stored_card_pays_with_its_token_exactly_as_with_its_number() {
+    let sb = setup().await;
+    let p = &sb.p;
+    let approve = tokenize(p, "4111111111111111").await;
+    let AuthorizeOutcome::Authorized { reference } = p.authorize(token_request("pay-t1", &approve)).await.unwrap()
+    else {
+        panic!()
+    };
+    assert!(matches!(p.capture(modify(&reference, "c1", 1099)).await.unwrap(), ModifyOutcome::Succeeded { .. }));
+    let AuthorizeOutcome::Authorized { reference: again } =
+        p.authorize(token_request("pay-t1", &approve)).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(again, reference, "one authorization per payment id, with a token too");
+    for (n, reason) in
+        [("4000000000000002", DeclineReason::CardDeclined), ("4000000000009995", DeclineReason::InsufficientFunds)]
+    {
+        let token = tokenize(p, n).await;
+        match p.authorize(token_request(&format!("pay-t-{n}"), &token)).await.unwrap() {
+            AuthorizeOutcome::Declined { reason: r, .. } => assert_eq!(r, reason, "{n}"),
+            other => panic!("{n}: {other:?}"),
+        }
+    }
+    let three_ds = tokenize(p, "4000000000003220").await;
+    let AuthorizeOutcome::ChallengeRequired { reference, url } =
+        p.authorize(token_request("pay-t-3ds", &three_ds)).await.unwrap()
+    else {
+        panic!("the 3-D Secure card challenges with a token too")
+    };
+    assert!(url.starts_with(&format!("{}/sandbox-acquirer/v1/challenges/", sb.public)), "{url}");
+    assert_eq!(status(p, &reference).await, ProviderStatus::ChallengePending);
+    let pending = tokenize(p, "4000000000000259").await;
+    let AuthorizeOutcome::Pending { reference } = p.authorize(token_request("pay-t-259", &pending)).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(status(p, &reference).await, ProviderStatus::Pending);
+}
+
+#[tokio::test]
+async fn an_expired_stored_card_is_declined_as_expired() {
+    let sb = setup().await;
+    // A token the acquirer made for a card that has expired since.
+    let (n, _) = CardNumber::parse("4111111111111111").unwrap();
+    let old = Expiry { month: 1, year: 2020 };
+    let token = smartpay_providers::sandbox::acquirer::tokens::TokenKey::new(&TOKEN_KEY).seal(&n, old).unwrap();
+    let mut req = token_request("pay-old", &token);
+    req.source = PaymentSource::Token { token, expiry: old };
+    match sb.p.authorize(req).await.unwrap() {
+        AuthorizeOutcome::Declined { reason, .. } => assert_eq!(reason, DeclineReason::ExpiredCard),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_token_outlives_a_restart_with_the_same_key_and_works_under_no_other() {
+    let first = setup().await;
+    let token = tokenize(&first.p, "4111111111111111").await;
+    first.acq.shutdown().await;
+    let restarted = setup_keyed(100_000, TOKEN_KEY).await;
+    assert!(matches!(
+        restarted.p.authorize(token_request("pay-r", &token)).await.unwrap(),
+        AuthorizeOutcome::Authorized { .. }
+    ));
+    let rekeyed = setup_keyed(100_000, [7; 32]).await;
+    match rekeyed.p.authorize(token_request("pay-r", &token)).await {
+        Err(ProviderError::Rejected(e)) => assert_eq!(e, "400 invalid_token"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rekeyed.acq.stored(), 0);
+}
+
+#[tokio::test]
+async fn forged_and_altered_tokens_are_refused() {
+    use base64::Engine;
+    let sb = setup().await;
+    let token = tokenize(&sb.p, "4111111111111111").await;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut flipped = token.clone().into_bytes();
+    flipped[20] = if flipped[20] == b'x' { b'y' } else { b'x' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    let mut forged = vec![
+        flipped.clone(),
+        // Right length, random content.
+        format!("tok_{}", b64.encode([0x5a; 51])),
+        // The card in clear, padded to the right length.
+        format!("tok_{}", b64.encode(format!("{:0<51}", "4111111111111111"))),
+        token[4..].to_owned(),
+        format!("{token}AAAA"),
+        "tok_".into(),
+        String::new(),
+        format!("tok_{}", "A".repeat(3000)),
+    ];
+    // A token of another acquirer (another key).
+    let (n, _) = CardNumber::parse("4111111111111111").unwrap();
+    let other = smartpay_providers::sandbox::acquirer::tokens::TokenKey::new(&[9; 32]);
+    forged.push(other.seal(&n, expiry()).unwrap());
+    for (i, t) in forged.iter().enumerate() {
+        let body = serde_json::json!({"token": t, "expiryMonth": 12, "expiryYear": expiry().year, "amount": 1, "currency": "EUR", "idempotencyKey": format!("f{i}")});
+        assert_eq!(
+            post_raw(&sb, "/v1/authorizations", &body).await,
+            (400, r#"{"error":"invalid_token"}"#.into()),
+            "{i}"
+        );
+    }
+    match sb.p.authorize(token_request("pay-f", &flipped)).await {
+        Err(ProviderError::Rejected(e)) => assert_eq!(e, "400 invalid_token"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sb.acq.stored(), 0, "nothing refused was stored");
+}
+
+#[tokio::test]
+async fn an_authorization_names_exactly_one_of_card_number_and_token() {
+    let sb = setup().await;
+    let token = tokenize(&sb.p, "4111111111111111").await;
+    let year = expiry().year;
+    let base = serde_json::json!({"expiryMonth": 12, "expiryYear": year, "amount": 1, "currency": "EUR", "idempotencyKey": "k1"});
+    let with = |pairs: &[(&str, serde_json::Value)]| {
+        let mut v = base.clone();
+        for (k, value) in pairs {
+            v[*k] = value.clone();
+        }
+        v
+    };
+    let refused = [
+        (
+            with(&[("pan", "4111111111111111".into()), ("token", token.clone().into()), ("cvc", "737".into())]),
+            "malformed_request",
+        ),
+        (with(&[("cvc", "737".into())]), "malformed_request"),
+        (with(&[("pan", "4111111111111111".into())]), "invalid_cvc"),
+        (with(&[("token", token.clone().into()), ("cvc", "73".into())]), "invalid_cvc"),
+        (with(&[("token", token.clone().into()), ("expiryMonth", 11.into())]), "invalid_expiry"),
+        (with(&[("token", token.clone().into()), ("expiryYear", (year + 1).into())]), "invalid_expiry"),
+    ];
+    for (body, code) in refused {
+        assert_eq!(
+            post_raw(&sb, "/v1/authorizations", &body).await,
+            (400, format!(r#"{{"error":"{code}"}}"#)),
+            "{body}"
+        );
+    }
+    assert_eq!(sb.acq.stored(), 0);
+    // Card on file: the token alone, without the CVC; and with it.
+    for (key, cvc) in [("k-no-cvc", None), ("k-cvc", Some("737"))] {
+        let mut body =
+            with(&[("token", token.clone().into()), ("idempotencyKey", key.into()), ("storedCredential", true.into())]);
+        if let Some(c) = cvc {
+            body["cvc"] = c.into();
+        }
+        let (status, text) = post_raw(&sb, "/v1/authorizations", &body).await;
+        assert_eq!(status, 200, "{text}");
+        let a: smartpay_providers::sandbox::wire::Authorization = serde_json::from_str(&text).unwrap();
+        assert_eq!(a.status, "AUTHORIZED");
+    }
+}
+
+#[tokio::test]
+async fn the_connector_sends_a_token_and_never_the_card_number_or_a_cvc() {
+    // A provider that records the authorization requests it gets.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let record = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/authorizations",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| async move {
+            record.lock().unwrap().push(body);
+            axum::Json(serde_json::json!({"id": "a", "status": "AUTHORIZED", "amount": 1099, "currency": "EUR"}))
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let p =
+        SandboxConnector::new(ConnectorConfig { base_url: base, timeout: Duration::from_secs(2), api_key: KEY.into() });
+    let token = "tok_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789";
+    assert_eq!(
+        p.authorize(token_request("pay-s", token)).await.unwrap(),
+        AuthorizeOutcome::Authorized { reference: "a".into() }
+    );
+    let body = seen.lock().unwrap().pop().unwrap();
+    assert_eq!(body["token"], token);
+    assert_eq!(body["storedCredential"], true);
+    assert_eq!((body["expiryMonth"].as_u64(), body["expiryYear"].as_u64()), (Some(12), Some(u64::from(expiry().year))));
+    assert!(body.get("pan").is_none() && body.get("cvc").is_none(), "{body}");
+    p.authorize(request("pay-c", "4111111111111111")).await.unwrap();
+    let body = seen.lock().unwrap().pop().unwrap();
+    assert_eq!((body["pan"].as_str(), body["cvc"].as_str()), (Some("4111111111111111"), Some("737")));
+    assert!(body.get("token").is_none() && body["storedCredential"] == false, "{body}");
+}
+
+#[tokio::test]
+async fn storing_a_card_checks_it_and_answers_what_may_be_shown() {
+    let sb = setup().await;
+    let year = expiry().year;
+    let valid = serde_json::json!({"pan": "4111 1111 1111 1111", "expiryMonth": 12, "expiryYear": year, "holder": "Jane Canary"});
+    let (status, text) = post_raw(&sb, "/v1/tokens", &valid).await;
+    assert_eq!(status, 201, "{text}");
+    let t: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((t["brand"].as_str(), t["last4"].as_str()), (Some("VISA"), Some("1111")));
+    assert_eq!((t["expiryMonth"].as_u64(), t["expiryYear"].as_u64()), (Some(12), Some(u64::from(year))));
+    assert!(t["token"].as_str().unwrap().starts_with("tok_"));
+    let with = |field: &str, value: serde_json::Value| {
+        let mut v = valid.clone();
+        v[field] = value;
+        v
+    };
+    for (body, code) in [
+        (with("pan", "4111111111111112".into()), "invalid_pan"),
+        (with("pan", "4".repeat(40).into()), "invalid_pan"),
+        (with("expiryYear", 2020.into()), "invalid_expiry"),
+        (with("expiryYear", (year % 100).into()), "invalid_expiry"),
+        (with("expiryMonth", 13.into()), "invalid_expiry"),
+        (with("expiryMonth", 0.into()), "invalid_expiry"),
+        (with("holder", "h".repeat(256).into()), "invalid_holder"),
+        (with("expiryMonth", "4111111111111111".into()), "malformed_request"),
+    ] {
+        let (status, text) = post_raw(&sb, "/v1/tokens", &body).await;
+        assert_eq!((status, text.as_str()), (400, format!(r#"{{"error":"{code}"}}"#).as_str()), "{body}");
+        assert!(!text.contains("41111111"), "errors never echo the card number");
+    }
+    let r = reqwest::Client::new().post(format!("{}/v1/tokens", sb.api)).json(&valid).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the bearer key guards tokens too");
+    // Through the connector, refused card data is an answer, not an error.
+    let (n, _) = CardNumber::parse("4111111111111111").unwrap();
+    let expired = TokenizeRequest { number: n.clone(), expiry: Expiry { month: 1, year: 2020 }, holder: None };
+    assert_eq!(sb.p.tokenize(expired).await.unwrap(), TokenizeOutcome::Refused { code: "invalid_expiry".into() });
+    let long_holder = TokenizeRequest { number: n.clone(), expiry: expiry(), holder: Some("h".repeat(256)) };
+    assert_eq!(sb.p.tokenize(long_holder).await.unwrap(), TokenizeOutcome::Refused { code: "invalid_holder".into() });
+    let intruder = sb.connector("wrong-key-0123456789abcdef");
+    match intruder.tokenize(TokenizeRequest { number: n.clone(), expiry: expiry(), holder: None }).await {
+        Err(ProviderError::Rejected(e)) => assert_eq!(e, "401 unauthorized"),
+        other => panic!("{other:?}"),
+    }
+    let silent = SandboxConnector::new(ConnectorConfig {
+        base_url: "http://127.0.0.1:1".into(),
+        timeout: Duration::from_millis(300),
+        api_key: KEY.into(),
+    });
+    assert_eq!(
+        silent.tokenize(TokenizeRequest { number: n, expiry: expiry(), holder: None }).await.unwrap(),
+        TokenizeOutcome::Unknown
+    );
+    assert_eq!(sb.acq.stored(), 0, "storing a card keeps nothing at the acquirer");
+}
+
+#[tokio::test]
+async fn neither_a_token_nor_debug_output_shows_the_card_number() {
+    use base64::Engine;
+    let sb = setup().await;
+    let pan = "4000056655665556";
+    let a = tokenize(&sb.p, pan).await;
+    let b = tokenize(&sb.p, pan).await;
+    assert_ne!(a, b, "a fresh nonce every time");
+    for token in [&a, &b] {
+        for part in [pan, &pan[..6], &pan[6..12], &pan[12..]] {
+            assert!(!token.contains(part), "{token} shows {part}");
+        }
+        let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&token[4..]).unwrap();
+        for part in [pan, &pan[..6], &pan[6..12]] {
+            assert!(!sealed.windows(part.len()).any(|w| w == part.as_bytes()), "encrypted, not encoded: {part}");
+        }
+    }
+    let (number, brand) = CardNumber::parse(pan).unwrap();
+    let card = Card {
+        number: number.clone(),
+        expiry: expiry(),
+        cvc: Cvc::parse("918", brand).unwrap(),
+        holder: Some("Jane Canary".into()),
+    };
+    let shown = [
+        format!("{:?}", token_request("pay-d", &a)),
+        format!("{:#?}", PaymentSource::Token { token: a.clone(), expiry: expiry() }),
+        format!("{:?}", TokenizeOutcome::Tokenized { token: a.clone() }),
+        format!("{:?}", TokenizeRequest { number, expiry: expiry(), holder: Some("Jane Canary".into()) }),
+        format!("{:?}", PaymentSource::Card(card)),
+    ]
+    .join("\n");
+    assert!(!shown.contains(pan) && !shown.contains("918") && !shown.contains("Jane"), "{shown}");
+    assert!(shown.contains(&format!("tok_…{}", &a[a.len() - 4..])), "{shown}");
+    // No more than the last 4 characters of the token: no 5 of them in a row.
+    let chars: Vec<char> = a.chars().collect();
+    for w in chars.windows(5) {
+        let w: String = w.iter().collect();
+        assert!(!shown.contains(&w), "{w} in {shown}");
+    }
 }

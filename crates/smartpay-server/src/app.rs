@@ -51,6 +51,8 @@ pub struct AppState {
     pub poll_limiter: crate::resolve::PollLimiter,
     /// Sends notifications to merchants.
     pub notifier: smartpay_notify::Deliverer,
+    /// The payment credential vault's keys (or why it is unavailable).
+    pub vault: crate::vault::Vault,
 }
 
 /// A request being executed in this process: (merchant, scope, key).
@@ -117,6 +119,7 @@ impl AppState {
             Mode::Production => smartpay_notify::Profile::Production,
         };
         let notifier = smartpay_notify::Deliverer::new(profile, Duration::from_millis(config.notification_timeout_ms));
+        let vault = crate::vault::Vault::open(&config, store.as_ref(), &secrets, clock.now()).await;
         Ok(Arc::new(AppState {
             ip_limiter: Limiter::new(config.ip_submits_per_minute, clock.clone()),
             merchant_limiter: Limiter::new(config.merchant_submits_per_minute, clock.clone()),
@@ -151,6 +154,7 @@ impl AppState {
             providers: OnceLock::new(),
             poll_limiter: crate::resolve::PollLimiter::default(),
             notifier,
+            vault,
         }))
     }
 
@@ -206,6 +210,8 @@ impl AppState {
             api_key,
             max_authorizations: 100_000,
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            // Derived from the master key: stored cards' tokens stay valid across restarts.
+            token_key: *self.secrets.acquirer_token_key(),
         }
     }
 

@@ -145,6 +145,26 @@ pub struct Config {
     pub notification_timeout_ms: u64,
     /// When a merchant rotates its signing secret, the old one keeps signing this long.
     pub notification_secret_overlap_seconds: u64,
+    /// The vault's key-encryption key (CONTRACT §8), from exactly one of: a key file, the
+    /// environment (`SMARTPAY_VAULT_KEK`, never the config file), or two component files whose
+    /// XOR is the key (split knowledge). Sandbox mode without any creates `vault.kek` in the data
+    /// directory; production mode without any serves no vault routes (503).
+    pub vault_kek_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub vault_kek: Option<SecretText>,
+    pub vault_kek_components: Vec<PathBuf>,
+    /// The previous key while a KEK rotation is under way (records not re-wrapped yet).
+    pub vault_previous_kek_file: Option<PathBuf>,
+}
+
+/// A secret from the environment: `Debug` never shows it; wiped from memory when dropped.
+#[derive(Clone, Default)]
+pub struct SecretText(pub zeroize::Zeroizing<String>);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Default for Config {
@@ -207,6 +227,10 @@ impl Default for Config {
             notification_retry_horizon_seconds: 3 * 86_400,
             notification_timeout_ms: 10_000,
             notification_secret_overlap_seconds: 86_400,
+            vault_kek_file: None,
+            vault_kek: None,
+            vault_kek_components: Vec::new(),
+            vault_previous_kek_file: None,
         }
     }
 }
@@ -345,6 +369,13 @@ impl Config {
                 "NOTIFICATION_RETRY_HORIZON_SECONDS" => cfg.notification_retry_horizon_seconds = num(&value)?,
                 "NOTIFICATION_TIMEOUT_MS" => cfg.notification_timeout_ms = num(&value)?,
                 "NOTIFICATION_SECRET_OVERLAP_SECONDS" => cfg.notification_secret_overlap_seconds = num(&value)?,
+                "VAULT_KEK_FILE" => cfg.vault_kek_file = Some(PathBuf::from(value)),
+                "VAULT_KEK" => cfg.vault_kek = Some(SecretText(zeroize::Zeroizing::new(value))),
+                "VAULT_KEK_COMPONENTS" => {
+                    cfg.vault_kek_components =
+                        value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+                }
+                "VAULT_PREVIOUS_KEK_FILE" => cfg.vault_previous_kek_file = Some(PathBuf::from(value)),
                 // FAILPOINTS is read by AppState (crash tests, sandbox mode only).
                 "CONFIG" | "FAILPOINTS" => {}
                 _ => return Err(bad("unknown setting")),
@@ -433,6 +464,17 @@ impl Config {
         }
         if self.notification_timeout_ms == 0 {
             return Err(ConfigError::Invalid("notification_timeout_ms must be positive".into()));
+        }
+        let sources = usize::from(self.vault_kek_file.is_some())
+            + usize::from(self.vault_kek.is_some())
+            + usize::from(!self.vault_kek_components.is_empty());
+        if sources > 1 {
+            return Err(ConfigError::Invalid(
+                "give the vault key one way only: vault_kek_file, SMARTPAY_VAULT_KEK or vault_kek_components".into(),
+            ));
+        }
+        if !self.vault_kek_components.is_empty() && self.vault_kek_components.len() != 2 {
+            return Err(ConfigError::Invalid("vault_kek_components takes exactly two files".into()));
         }
         for (merchant, p) in &self.capture_policies {
             if smartpay_domain::modification::CaptureMode::parse(&p.mode).is_none() {

@@ -12,7 +12,9 @@ use std::sync::atomic::Ordering;
 use smartpay_domain::card::{CardError, CardNumber, Cvc, Expiry};
 use smartpay_domain::modification::CaptureMode;
 use smartpay_domain::{Event, PaymentStatus};
-use smartpay_providers::{AuthorizeOutcome, AuthorizeRequest, Card, Lookup, Provider, ProviderStatus, RedirectRequest};
+use smartpay_providers::{
+    AuthorizeOutcome, AuthorizeRequest, Card, Lookup, PaymentSource, Provider, ProviderStatus, RedirectRequest,
+};
 use smartpay_store::{EventOrigin, JobKind, MerchantStatus, Payment, PaymentUpdate};
 
 use crate::app::AppState;
@@ -25,6 +27,8 @@ pub struct CardInput {
     pub expiry: String,
     pub cvc: String,
     pub holder_name: Option<String>,
+    /// The shopper chose to store the card in the checkout's vault account.
+    pub store: bool,
 }
 
 /// What the widget learns: never a decline reason in detail (fraud), never card data.
@@ -37,6 +41,13 @@ pub struct PaymentAnswer {
     pub challenge_url: Option<String>,
     /// A message id the widget translates (`result:authorized`, `result:declined`, …).
     pub message: &'static str,
+    /// The stored option the card became, when the shopper chose to store it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_payment_option_reference: Option<String>,
+    /// `ERROR_INIT_STORE_PAYMENT_OPTION` when the shopper chose to store the card and storing
+    /// failed (the payment went ahead with the card as a guest payment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<&'static str>,
 }
 
 /// The checkout a widget token belongs to; 404 for unknown tokens, 401 once it expired.
@@ -217,8 +228,69 @@ pub async fn submit_card(
         }
     };
     let provider = card_provider(state)?;
-    start_authorization(state, &payment, authorization_requested(state, provider.name(), method)).await?;
+    // Storing comes first: the payment is then made with the provider's token, like every later
+    // payment with the stored card, and the clear number is not needed after this request.
+    let stored = match (input.store, payment.customer_account_id.as_deref()) {
+        (true, Some(account)) => {
+            let (number, expiry, holder) = (card.number.clone(), card.expiry, card.holder.clone());
+            Some(
+                crate::accounts::store_card(state, &payment.merchant_id, account, &number, method, expiry, holder)
+                    .await,
+            )
+        }
+        _ => None,
+    };
+    let (source, option, store_error) = match stored {
+        Some(Ok(view)) => {
+            let o = state
+                .store
+                .payment_option(
+                    &payment.merchant_id,
+                    payment.customer_account_id.as_deref().unwrap_or_default(),
+                    &view.reference,
+                )
+                .await?;
+            match o.map(|o| state.vault.open_token(&o).map(|t| (t, o))) {
+                Some(Ok((token, o))) => {
+                    let expiry = Expiry { month: o.expiry_month, year: o.expiry_year };
+                    (PaymentSource::Token { token: token.to_string(), expiry }, Some(o.reference), None)
+                }
+                _ => (PaymentSource::Card(card), None, Some(STORE_FAILED)),
+            }
+        }
+        Some(Err(e)) => {
+            tracing::warn!(transaction_id = %payment.id, error = %e, "storing the card failed; paying without storing");
+            (PaymentSource::Card(card), None, Some(STORE_FAILED))
+        }
+        None => (PaymentSource::Card(card), None, None),
+    };
+    let mut update = authorization_requested(state, provider.name(), method);
+    update.stored_option_reference = option.clone();
+    start_authorization(state, &payment, update).await?;
     state.failpoint("authorization.pending_committed");
+    let mut answer = authorize_with(state, &payment, provider.as_ref(), source).await?;
+    if answer.transaction_status == PaymentStatus::AuthorizationFailed.as_str()
+        && let (Some(reference), Some(account)) = (&option, payment.customer_account_id.as_deref())
+    {
+        // A card the provider declined is not kept.
+        state.store.delete_payment_option(&payment.merchant_id, account, reference).await?;
+    } else {
+        answer.stored_payment_option_reference = option;
+    }
+    answer.store_error = store_error;
+    Ok(answer)
+}
+
+/// The widget's code for a card the shopper chose to store that could not be stored.
+const STORE_FAILED: &str = "ERROR_INIT_STORE_PAYMENT_OPTION";
+
+/// Asks `provider` to authorize the pending `payment` with `source` and records the outcome.
+async fn authorize_with(
+    state: &AppState,
+    payment: &Payment,
+    provider: &dyn Provider,
+    source: PaymentSource,
+) -> Result<PaymentAnswer, ApiError> {
     let return_url = format!("{}/widget/challenge-return", state.public_base());
     // The challenge page is shown in the card frame inside the merchant's page.
     let frame_ancestors = crate::widget::allowed_origins(state, &payment.merchant_id).await?;
@@ -227,7 +299,7 @@ pub async fn submit_card(
             payment_id: payment.id.clone(),
             amount_minor: payment.amount_minor,
             currency: payment.currency.clone(),
-            card,
+            source,
             return_url: Some(return_url),
             frame_ancestors,
         })
@@ -235,7 +307,42 @@ pub async fn submit_card(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     state.metrics.counters.card_submissions.fetch_add(1, Ordering::Relaxed);
     state.failpoint("authorization.provider_answered");
-    record_authorization(state, &payment, outcome, EventOrigin::Widget).await
+    record_authorization(state, payment, outcome, EventOrigin::Widget).await
+}
+
+/// The shopper pays with a card stored in the checkout's vault account: the provider gets its
+/// token, never the number; the CVC is not asked again (a card-on-file payment, decided in
+/// docs/decisions/0006).
+pub async fn submit_stored(
+    state: &AppState,
+    payment: Payment,
+    reference: &str,
+    client_ip: &str,
+) -> Result<PaymentAnswer, ApiError> {
+    state.ip_limiter.check(client_ip).map_err(|wait| ApiError::RateLimited { retry_after: wait })?;
+    state.merchant_limiter.check(&payment.merchant_id).map_err(|wait| ApiError::RateLimited { retry_after: wait })?;
+    if payment.status != PaymentStatus::Created {
+        return Err(ApiError::InvalidState { status: payment.status, ignored: Vec::new() });
+    }
+    let Some(account) = payment.customer_account_id.as_deref() else { return Err(ApiError::NotFound) };
+    crate::accounts::vault_ready(state)?;
+    let option =
+        state.store.payment_option(&payment.merchant_id, account, reference).await?.ok_or(ApiError::NotFound)?;
+    let (expired, _) = crate::accounts::expiry_flags(option.expiry_month, option.expiry_year, state.now());
+    if expired {
+        return Err(ApiError::invalid(Problem::new(ErrorCode::CardExpired).at("storedPaymentOptionReference")));
+    }
+    let token = state.vault.open_token(&option).map_err(|_| ApiError::VaultUnavailable)?;
+    let provider = provider_named(state, &option.provider)?;
+    let mut update = authorization_requested(state, provider.name(), &option.code);
+    update.stored_option_reference = Some(option.reference.clone());
+    start_authorization(state, &payment, update).await?;
+    state.failpoint("authorization.pending_committed");
+    let expiry = Expiry { month: option.expiry_month, year: option.expiry_year };
+    let source = PaymentSource::Token { token: token.to_string(), expiry };
+    let mut answer = authorize_with(state, &payment, provider.as_ref(), source).await?;
+    answer.stored_payment_option_reference = Some(option.reference);
+    Ok(answer)
 }
 
 fn locked(payment: &Payment) -> ApiError {
@@ -258,6 +365,8 @@ pub(crate) async fn record_authorization(
         transaction_status: status.as_str().to_owned(),
         challenge_url,
         message,
+        stored_payment_option_reference: None,
+        store_error: None,
     };
     match outcome {
         AuthorizeOutcome::Authorized { reference } => {
@@ -394,6 +503,8 @@ pub async fn complete_challenge(state: &AppState, token: &str) -> Result<Payment
             transaction_status: payment.status.as_str().to_owned(),
             challenge_url: None,
             message,
+            stored_payment_option_reference: None,
+            store_error: None,
         });
     }
     let (Some(reference), true) =

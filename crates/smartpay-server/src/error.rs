@@ -107,6 +107,9 @@ error_codes! {
     RequestTimeout => "request_timeout",
     /// The store is unavailable.
     ServiceUnavailable => "service_unavailable",
+    /// The payment credential vault cannot serve (its keys are missing or wrong); the rest of
+    /// the API still does.
+    VaultUnavailable => "vault_unavailable",
     /// Anything else; details are logged, never answered.
     InternalError => "internal_error",
 }
@@ -229,6 +232,9 @@ pub enum ApiError {
     RequestTimeout,
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The vault's keys are missing or wrong (details are logged at start).
+    #[error("vault unavailable")]
+    VaultUnavailable,
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -1,6 +1,7 @@
 //! HTTP: the route table, the observing middleware (trace context, language, error bodies,
 //! metrics, access log) and thin handlers that call the use cases.
 
+mod accounts;
 mod admin;
 pub mod error;
 mod extract;
@@ -60,12 +61,21 @@ pub fn router(state: Arc<AppState>, sandbox_pages: Vec<(&'static str, Router)>) 
         .route("/widget/api/payments", post(widget::submit))
         .route("/widget/api/payments/complete", post(widget::complete))
         .route("/widget/api/payments/redirect", post(widget::submit_redirect))
+        .route("/widget/api/options", get(widget::options))
+        .route("/widget/api/options/{reference}", axum::routing::delete(widget::delete_option))
+        .route("/widget/api/options/{reference}/default", post(widget::default_option))
         .route("/providers/{provider}/notifications", post(handlers::provider_notification))
         .route(
             "/notifications/settings",
             get(notifications::get_settings).put(notifications::put_settings).delete(notifications::delete_settings),
         )
         .route("/notifications/signing-secrets", post(notifications::rotate_secret))
+        .route("/accounts/{customerAccountId}", axum::routing::patch(accounts::update))
+        .route("/accounts/{customerAccountId}/paymentOptions", get(accounts::list).post(accounts::store))
+        .route(
+            "/accounts/{customerAccountId}/paymentOptions/{storedPaymentOptionReference}",
+            get(accounts::get_one).delete(accounts::delete),
+        )
         .route("/notifications", get(notifications::list))
         .route("/notifications/{eventId}", get(notifications::get_one))
         .route("/notifications/{eventId}/redeliver", post(notifications::redeliver))

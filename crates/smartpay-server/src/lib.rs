@@ -1,6 +1,7 @@
 //! The SmartPay server: configuration, authentication, the HTTP API, use cases and
 //! background workers. See `ARCHITECTURE.md` for a walkthrough of a request.
 
+pub mod accounts;
 pub mod app;
 pub mod auth;
 pub mod checkout;
@@ -20,6 +21,7 @@ pub mod resolve;
 pub mod secrets;
 pub mod telemetry;
 pub mod verify;
+pub mod vault;
 pub mod view;
 pub mod widget;
 pub mod workers;

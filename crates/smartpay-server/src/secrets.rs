@@ -34,6 +34,10 @@ pub struct ServerKeys {
     pepper: Zeroizing<[u8; 32]>,
     token_key: Zeroizing<[u8; 32]>,
     seal: Aes256Gcm,
+    /// The vault's keyed card fingerprints: a key of its own, never in the database.
+    fingerprint_key: Zeroizing<[u8; 32]>,
+    /// The in-process sandbox acquirer's card-token key (its tokens survive restarts).
+    acquirer_token_key: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for ServerKeys {
@@ -67,6 +71,8 @@ impl ServerKeys {
             pepper: derive(master, "api-secret-pepper"),
             token_key: derive(master, "checkout-token"),
             seal: Aes256Gcm::new(seal_key.as_slice().into()),
+            fingerprint_key: derive(master, "vault-fingerprint"),
+            acquirer_token_key: derive(master, "sandbox-acquirer-token"),
         }
     }
 
@@ -93,6 +99,16 @@ impl ServerKeys {
             }
             Err(e) => Err(err(e.to_string())),
         }
+    }
+
+    /// The vault's fingerprint key (keyed hash of card numbers, to find duplicates).
+    pub fn vault_fingerprint_key(&self) -> Zeroizing<[u8; 32]> {
+        self.fingerprint_key.clone()
+    }
+
+    /// The key the in-process sandbox acquirer seals its card tokens with.
+    pub fn acquirer_token_key(&self) -> Zeroizing<[u8; 32]> {
+        self.acquirer_token_key.clone()
     }
 
     /// Keyed digest of an API secret (authentication key, client secret).

@@ -216,6 +216,52 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes idempotency records that expired before `now`.
     fn prune_idempotency(&self, now: Millis) -> StoreFuture<'_, u64>;
 
+    // --- the vault (accounts and stored payment options; secrets arrive sealed) ---
+    fn account(&self, merchant_id: &str, account_id: &str) -> StoreFuture<'_, Option<Account>>;
+    /// Replaces an account's billing address and consumer (canonical JSON). `NotFound` when the
+    /// account does not exist.
+    fn update_account(
+        &self,
+        merchant_id: &str,
+        account_id: &str,
+        billing_address: String,
+        consumer: Option<String>,
+        at: Millis,
+    ) -> StoreFuture<'_, ()>;
+    /// An account's options, oldest first.
+    fn payment_options(&self, merchant_id: &str, account_id: &str) -> StoreFuture<'_, Vec<StoredOption>>;
+    fn payment_option(
+        &self,
+        merchant_id: &str,
+        account_id: &str,
+        reference: &str,
+    ) -> StoreFuture<'_, Option<StoredOption>>;
+    /// Stores an option; the account's first becomes its default. A card already stored under
+    /// the account (same fingerprint) is not stored twice.
+    fn add_payment_option(&self, option: StoredOption) -> StoreFuture<'_, AddOption>;
+    /// Deletes an option; when it was the default, the oldest remaining one becomes the default.
+    /// `false` when there is no such option.
+    fn delete_payment_option(&self, merchant_id: &str, account_id: &str, reference: &str) -> StoreFuture<'_, bool>;
+    /// Makes an option the account's only default; `false` when there is no such option.
+    fn set_default_option(&self, merchant_id: &str, account_id: &str, reference: &str) -> StoreFuture<'_, bool>;
+    /// The key versions the vault has seen.
+    fn vault_keys(&self) -> StoreFuture<'_, Vec<VaultKey>>;
+    /// Records a key version (no change when it is known).
+    fn add_vault_key(&self, key: VaultKey) -> StoreFuture<'_, ()>;
+    fn retire_vault_key(&self, kek_id: &str, at: Millis) -> StoreFuture<'_, ()>;
+    /// How many options are sealed under each key version.
+    fn options_per_key(&self) -> StoreFuture<'_, Vec<(String, u64)>>;
+    /// Options after `after` in reference order, optionally only those under `kek_id`.
+    fn options_after(&self, kek_id: Option<&str>, after: &str, limit: u32) -> StoreFuture<'_, Vec<StoredOption>>;
+    /// Applies rotation steps and moves the rotation's cursor, in one transaction. Returns how
+    /// many options were changed (an option deleted or changed meanwhile is skipped).
+    fn reseal_options(&self, rotation_id: i64, steps: Vec<Reseal>, cursor: String) -> StoreFuture<'_, u64>;
+    /// The unfinished rotation, if any.
+    fn open_rotation(&self) -> StoreFuture<'_, Option<Rotation>>;
+    /// Starts a rotation; `Conflict` while another is unfinished.
+    fn start_rotation(&self, kind: RotationKind, from_kek: &str, to_kek: &str, at: Millis) -> StoreFuture<'_, Rotation>;
+    fn finish_rotation(&self, id: i64, at: Millis) -> StoreFuture<'_, ()>;
+
     /// Group-commit figures, where the implementation batches writes.
     fn stats(&self) -> Option<&StoreStats> {
         None

@@ -4,7 +4,9 @@ use smartpay_domain::modification::{CaptureMode, ModificationStatus, Modificatio
 use smartpay_domain::{Millis, PaymentStatus};
 
 mod notification;
+mod vault;
 pub use notification::*;
+pub use vault::*;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MerchantStatus {
@@ -191,6 +193,11 @@ pub struct Payment {
     pub decline_code: Option<String>,
     /// The 3-D Secure challenge the shopper must pass, while one is pending.
     pub challenge_url: Option<String>,
+    /// The stored payment option the payment was made with.
+    pub stored_option_reference: Option<String>,
+    /// `consumer.culture` (or `businessConsumer.culture`) of the checkout: the widget's language
+    /// when the page passes none.
+    pub culture: Option<String>,
     /// Why the payment waits for an operator: the provider contradicted it (another amount or
     /// currency), so pending resolution stopped instead of advancing it.
     pub review_reason: Option<String>,
@@ -465,6 +472,8 @@ pub struct PaymentUpdate {
     pub attempt_cap: Option<u32>,
     /// Jobs to schedule with the change (at most one of each kind per payment).
     pub schedule: Vec<(JobKind, Millis)>,
+    /// The stored payment option the payment is made with.
+    pub stored_option_reference: Option<String>,
     /// Who caused the change (for the notifications it writes).
     pub origin: EventOrigin,
 }

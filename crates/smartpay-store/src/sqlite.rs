@@ -11,6 +11,7 @@ mod migrate;
 mod modifications;
 mod notifications;
 mod outbox;
+mod vault;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -317,6 +317,24 @@ enum KeysCmd {
     Rotate,
     /// List signing keys.
     List,
+    /// Write a new vault key-encryption key to a file (mode 0600), or with --components two
+    /// full-length components whose XOR is the key (split knowledge: give one to each custodian).
+    GenerateKek {
+        /// The key file to create (with --components: the first component).
+        out: PathBuf,
+        /// The second component's file.
+        #[arg(long)]
+        components: Option<PathBuf>,
+    },
+    /// Re-wrap every stored option's data keys from the previous vault key
+    /// (vault_previous_kek_file) to the current one, then retire the previous key. Resumable:
+    /// run it again after an interruption. Servers keep serving throughout.
+    RotateKek,
+    /// Re-encrypt every stored option under new data keys (and the current vault key).
+    /// Resumable.
+    RotateDek,
+    /// The vault's key versions, how many options each seals, and any unfinished rotation.
+    VaultStatus,
 }
 
 fn load_config(common: &Common) -> anyhow::Result<Config> {
@@ -569,6 +587,8 @@ async fn sandbox_acquirer(cfg: Config, args: AcquirerArgs) -> anyhow::Result<()>
         public_base: format!("http://{}", args.public_listen),
         return_url: format!("{base}/widget/challenge-return"),
         frame_ancestor: base,
+        // Stable for as long as the key is: tokens of stored cards survive the acquirer's restarts.
+        token_key: smartpay_server::secrets::sha256(&[b"smartpay/sandbox-acquirer-token/", args.key.as_bytes()]),
         api_key: args.key,
         max_authorizations: 100_000,
         listen: args.listen,
@@ -894,8 +914,101 @@ async fn credential(cfg: Config, cmd: CredentialCmd) -> anyhow::Result<()> {
 }
 
 async fn keys(cfg: Config, cmd: KeysCmd) -> anyhow::Result<()> {
+    if let KeysCmd::GenerateKek { out, components } = &cmd {
+        match components {
+            None => {
+                let key = smartpay_vault::generate_key()?;
+                smartpay_vault::write_key_file(out, &key)?;
+                println!("vault key written to {} (mode 0600)", out.display());
+            }
+            Some(second) => {
+                let (a, b) = smartpay_vault::generate_components()?;
+                smartpay_vault::write_key_file(out, &a)?;
+                smartpay_vault::write_key_file(second, &b)?;
+                println!(
+                    "vault key components written to {} and {} (mode 0600): neither alone reveals the key",
+                    out.display(),
+                    second.display()
+                );
+            }
+        }
+        return Ok(());
+    }
     let (store, secrets) = smartpay_server::open_store(&cfg)?;
     match cmd {
+        KeysCmd::GenerateKek { .. } => {}
+        KeysCmd::RotateKek | KeysCmd::RotateDek => {
+            let kind = if matches!(cmd, KeysCmd::RotateKek) {
+                smartpay_store::RotationKind::Kek
+            } else {
+                smartpay_store::RotationKind::Dek
+            };
+            let ring = smartpay_server::vault::load_ring(&cfg)?;
+            let ring = smartpay_server::vault::check_ring(store.as_ref(), ring, smartpay_domain::Millis::now()).await?;
+            let failpoints: Vec<String> = if cfg.mode == Mode::Sandbox {
+                std::env::var("SMARTPAY_FAILPOINTS")
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let failpoint = |name: &str| {
+                if failpoints.iter().any(|f| f == name) {
+                    eprintln!("failpoint {name}: aborting");
+                    std::process::abort();
+                }
+            };
+            let mut bar = Bar::default();
+            let done = smartpay_server::vault::rotate(
+                store.as_ref(),
+                &ring,
+                kind,
+                smartpay_domain::Millis::now,
+                failpoint,
+                &mut bar,
+            )
+            .await?;
+            eprintln!();
+            match kind {
+                smartpay_store::RotationKind::Kek => println!(
+                    "{done} stored options re-wrapped under key version {}; the previous version is retired and refused from now on: \
+                     remove vault_previous_kek_file",
+                    ring.current.id()
+                ),
+                smartpay_store::RotationKind::Dek => {
+                    println!(
+                        "{done} stored options re-encrypted under new data keys (key version {})",
+                        ring.current.id()
+                    )
+                }
+            }
+        }
+        KeysCmd::VaultStatus => {
+            for k in store.vault_keys().await? {
+                println!(
+                    "{}  {}  since {}",
+                    k.kek_id,
+                    if k.retired { "retired" } else { "active" },
+                    k.created_at.to_iso8601()
+                );
+            }
+            for (kek, n) in store.options_per_key().await? {
+                println!("{n} stored options under {kek}");
+            }
+            if let Some(r) = store.open_rotation().await? {
+                println!(
+                    "unfinished {} rotation {} → {}: {} done; run `smartpay keys rotate-{}` to resume",
+                    r.kind.as_str(),
+                    r.from_kek,
+                    r.to_kek,
+                    r.done,
+                    r.kind.as_str().to_ascii_lowercase()
+                );
+            }
+            let _ = &secrets;
+        }
         KeysCmd::Rotate => {
             let kid = smartpay_server::auth::rotate_signing_key(store.as_ref(), &secrets).await?;
             println!("new signing key {kid}; earlier keys verify until their tokens expire");
@@ -930,5 +1043,22 @@ fn describe(e: &smartpay_server::error::ApiError) -> String {
             .collect::<Vec<_>>()
             .join("; "),
         other => other.to_string(),
+    }
+}
+
+/// A progress bar on stderr for key rotations.
+#[derive(Default)]
+struct Bar {
+    last: u64,
+}
+
+impl smartpay_server::vault::Progress for Bar {
+    fn advance(&mut self, done: u64, total: u64) {
+        let total = total.max(done).max(1);
+        let filled = usize::try_from(done * 40 / total).unwrap_or(40);
+        if done != self.last {
+            self.last = done;
+            eprint!("\r[{}{}] {done}/{total}", "#".repeat(filled), " ".repeat(40 - filled.min(40)));
+        }
     }
 }

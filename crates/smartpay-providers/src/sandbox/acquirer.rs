@@ -16,9 +16,14 @@
 //! refused with 503, see `books`), every stored string is length-checked (400 beyond
 //! [`MAX_KEY_LEN`]), and each authorization keeps at most 32 modification answers (409 beyond).
 //! Errors are `{"error": "<code>"}` and never echo the request.
+//!
+//! Cards can be stored: `POST /v1/tokens` answers a stateless token ([`tokens`]) that an
+//! authorization sends instead of the card number (and may then leave out the CVC); the card
+//! sealed in it behaves exactly as if its number had been sent.
 
 mod books;
 mod challenge;
+pub mod tokens;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -65,6 +70,9 @@ pub struct AcquirerConfig {
     pub max_authorizations: usize,
     /// Where the machine API listens (loopback)
     pub listen: SocketAddr,
+    /// The AES-256-GCM key that seals stored cards into tokens ([`tokens`]). Tokens made under
+    /// one key work after a restart with the same key, and with no other. Never all zeros.
+    pub token_key: [u8; 32],
 }
 
 impl Default for AcquirerConfig {
@@ -80,8 +88,16 @@ impl Default for AcquirerConfig {
             api_key: random_key(),
             max_authorizations: 100_000,
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            token_key: random_token_key(),
         }
     }
+}
+
+/// A fresh random token key: the digest of a random API key (about 260 bits from the operating
+/// system's random source), so tokens last as long as this process.
+fn random_token_key() -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(random_key().as_bytes()).into()
 }
 
 impl fmt::Debug for AcquirerConfig {
@@ -96,6 +112,7 @@ impl fmt::Debug for AcquirerConfig {
             .field("api_key", &"<redacted>")
             .field("max_authorizations", &self.max_authorizations)
             .field("listen", &self.listen)
+            .field("token_key", &"<redacted>")
             .finish()
     }
 }
@@ -142,6 +159,7 @@ struct Acquirer {
     challenge_csp: HeaderValue,
     max_authorizations: usize,
     books: Mutex<Books>,
+    tokens: tokens::TokenKey,
 }
 
 type Shared = Arc<Acquirer>;
@@ -162,6 +180,9 @@ impl Acquirer {
         if !c.listen.ip().is_loopback() {
             return Err(invalid("the API must listen on a loopback address"));
         }
+        if c.token_key == [0; 32] {
+            return Err(invalid("token_key must not be all zeros"));
+        }
         if c.max_authorizations == 0 {
             return Err(invalid("max_authorizations must be at least 1"));
         }
@@ -181,6 +202,7 @@ impl Acquirer {
             challenge_csp,
             max_authorizations: c.max_authorizations,
             books: Mutex::new(Books::default()),
+            tokens: tokens::TokenKey::new(&c.token_key),
         })
     }
 }
@@ -197,6 +219,7 @@ pub async fn spawn(config: AcquirerConfig) -> std::io::Result<SpawnedAcquirer> {
 
 fn api_router(state: Shared, config: &AcquirerConfig) -> Router {
     Router::new()
+        .route("/v1/tokens", post(tokens::tokenize))
         .route("/v1/authorizations", post(authorize).get(find))
         .route("/v1/authorizations/{id}", get(authorization))
         .route("/v1/authorizations/{id}/captures", post(capture))
@@ -209,13 +232,50 @@ fn api_router(state: Shared, config: &AcquirerConfig) -> Router {
         .with_state(state)
 }
 
-/// Checks every field of an authorization request; `Err` is the error code.
-fn check(req: &wire::AuthorizationRequest) -> Result<Behaviour, &'static str> {
-    if req.pan.len() > 32 {
-        return Err("invalid_pan");
+/// What a valid authorization request pays with: the card's behaviour and the expiry to check.
+struct Checked {
+    behaviour: Behaviour,
+    expiry_month: u8,
+    expiry_year: u16,
+}
+
+/// The card an authorization names, by its number or by its token; `Err` is the error code.
+/// Exactly one of them must be given; the CVC is required with a number only.
+fn payer(acq: &Acquirer, req: &wire::AuthorizationRequest) -> Result<Checked, &'static str> {
+    match (req.pan.is_empty(), &req.token) {
+        (false, None) => {
+            if req.pan.len() > 32 {
+                return Err("invalid_pan");
+            }
+            let Ok((pan, _)) = CardNumber::parse(&req.pan) else { return Err("invalid_pan") };
+            if req.cvc.is_empty() {
+                return Err("invalid_cvc");
+            }
+            Ok(Checked {
+                behaviour: books::behaviour(pan.expose()),
+                expiry_month: req.expiry_month,
+                expiry_year: req.expiry_year,
+            })
+        }
+        (true, Some(token)) => {
+            let Some(card) = acq.tokens.open(token) else { return Err("invalid_token") };
+            if (req.expiry_month, req.expiry_year) != (card.expiry.month, card.expiry.year) {
+                return Err("invalid_expiry");
+            }
+            Ok(Checked {
+                behaviour: books::behaviour(card.number.expose()),
+                expiry_month: card.expiry.month,
+                expiry_year: card.expiry.year,
+            })
+        }
+        _ => Err("malformed_request"),
     }
-    let Ok((pan, _)) = CardNumber::parse(&req.pan) else { return Err("invalid_pan") };
-    if !(3..=4).contains(&req.cvc.len()) || !req.cvc.bytes().all(|b| b.is_ascii_digit()) {
+}
+
+/// Checks every field of an authorization request; `Err` is the error code.
+fn check(acq: &Acquirer, req: &wire::AuthorizationRequest) -> Result<Checked, &'static str> {
+    let checked = payer(acq, req)?;
+    if !req.cvc.is_empty() && (!(3..=4).contains(&req.cvc.len()) || !req.cvc.bytes().all(|b| b.is_ascii_digit())) {
         return Err("invalid_cvc");
     }
     if req.amount <= 0 {
@@ -233,7 +293,7 @@ fn check(req: &wire::AuthorizationRequest) -> Result<Behaviour, &'static str> {
     if !valid_ancestors(&req.frame_ancestors) {
         return Err("invalid_frame_ancestors");
     }
-    Ok(books::behaviour(pan.expose()))
+    Ok(checked)
 }
 
 async fn authorize(
@@ -244,12 +304,13 @@ async fn authorize(
         Ok(Json(req)) => req,
         Err(e) => return rejected(&e),
     };
-    let b = match check(&req) {
-        Ok(b) => b,
+    let (b, expiry_ok) = match check(&acq, &req) {
+        Ok(c) => {
+            let (y, m, _) = smartpay_domain::Millis::now().date();
+            (c.behaviour, Expiry::parse(&format!("{:02}/{}", c.expiry_month, c.expiry_year), (y, m)).is_ok())
+        }
         Err(code) => return bad(code),
     };
-    let (y, m, _) = smartpay_domain::Millis::now().date();
-    let expiry_ok = Expiry::parse(&format!("{:02}/{}", req.expiry_month, req.expiry_year), (y, m)).is_ok();
     let answer = {
         let Ok(mut books) = acq.books.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
         if let Some(a) = books.by_key_mut(&req.idempotency_key) {

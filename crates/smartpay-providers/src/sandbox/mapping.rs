@@ -4,18 +4,38 @@
 use super::wire;
 use crate::*;
 
+/// The wire request: a card's number and CVC, or a token (no CVC, flagged as a stored
+/// credential) with the expiry stored along with it.
 pub fn authorization_request(req: &AuthorizeRequest) -> wire::AuthorizationRequest {
+    let (pan, token, expiry, cvc, holder) = match &req.source {
+        PaymentSource::Card(card) => {
+            (card.number.expose().to_owned(), None, card.expiry, card.cvc.expose().to_owned(), card.holder.clone())
+        }
+        PaymentSource::Token { token, expiry } => (String::new(), Some(token.clone()), *expiry, String::new(), None),
+    };
     wire::AuthorizationRequest {
-        pan: req.card.number.expose().to_owned(),
-        expiry_month: req.card.expiry.month,
-        expiry_year: req.card.expiry.year,
-        cvc: req.card.cvc.expose().to_owned(),
-        holder: req.card.holder.clone(),
+        pan,
+        stored_credential: token.is_some(),
+        token,
+        expiry_month: expiry.month,
+        expiry_year: expiry.year,
+        cvc,
+        holder,
         amount: req.amount_minor,
         currency: req.currency.clone(),
         idempotency_key: req.payment_id.clone(),
         return_url: req.return_url.clone(),
         frame_ancestors: req.frame_ancestors.clone(),
+    }
+}
+
+/// The wire request that stores a card.
+pub fn token_request(req: &TokenizeRequest) -> wire::TokenRequest {
+    wire::TokenRequest {
+        pan: req.number.expose().to_owned(),
+        expiry_month: req.expiry.month,
+        expiry_year: req.expiry.year,
+        holder: req.holder.clone(),
     }
 }
 

@@ -120,6 +120,10 @@ impl IntoResponse for ApiError {
                 retry_after = Some("5");
                 (StatusCode::SERVICE_UNAVAILABLE, vec![Problem::new(ErrorCode::ServiceUnavailable)], vec![])
             }
+            ApiError::VaultUnavailable => {
+                retry_after = Some("30");
+                (StatusCode::SERVICE_UNAVAILABLE, vec![Problem::new(ErrorCode::VaultUnavailable)], vec![])
+            }
             ApiError::Internal(reason) => {
                 tracing::error!(%reason, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, vec![Problem::new(ErrorCode::InternalError)], vec![])

@@ -155,6 +155,7 @@ fn en(code: ErrorCode, p: &Problem) -> String {
         },
         ErrorCode::RequestTimeout => "The request took too long to arrive or to answer. Retry it.".into(),
         ErrorCode::ServiceUnavailable => "The service is temporarily unavailable. Retry later.".into(),
+        ErrorCode::VaultUnavailable => "Stored payment options are unavailable right now. Retry later.".into(),
         ErrorCode::InternalError => "Internal error. Please give the traceId to support.".into(),
     }
 }
@@ -264,6 +265,9 @@ fn de(code: ErrorCode, p: &Problem) -> String {
         }
         ErrorCode::ServiceUnavailable => {
             "Der Dienst ist vorübergehend nicht verfügbar. Bitte später erneut versuchen.".into()
+        }
+        ErrorCode::VaultUnavailable => {
+            "Gespeicherte Zahlungsmittel sind gerade nicht verfügbar. Bitte später erneut versuchen.".into()
         }
         ErrorCode::InternalError => "Interner Fehler. Bitte die traceId an den Support geben.".into(),
     }

@@ -13,7 +13,7 @@ use smartpay_domain::schema::{Field, Kind, Text};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
-use super::{handlers, notifications, widget};
+use super::{accounts, handlers, notifications, widget};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,7 +29,8 @@ use super::{handlers, notifications, widget};
         widget::demo_capture, widget::demo_refund, widget::demo_cancel, widget::submit_redirect,
         handlers::provider_notification, notifications::get_settings, notifications::put_settings,
         notifications::delete_settings, notifications::rotate_secret, notifications::list, notifications::get_one,
-        notifications::redeliver
+        notifications::redeliver, accounts::list, accounts::get_one, accounts::delete, accounts::store,
+        accounts::update, widget::options, widget::delete_option, widget::default_option
     ),
     modifiers(&Security)
 )]
@@ -174,6 +175,13 @@ pub fn document() -> &'static Value {
         use smartpay_domain::modify::{WITH_AMOUNT, WITHOUT_AMOUNT};
         doc["components"]["schemas"]["CaptureOrRefundRequest"] = fields_schema(WITH_AMOUNT);
         doc["components"]["schemas"]["CancelRequest"] = fields_schema(WITHOUT_AMOUNT);
+        doc["components"]["schemas"]["StorePaymentOptionRequest"] =
+            fields_schema(smartpay_domain::account::STORE_OPTION);
+        doc["components"]["schemas"]["UpdateAccountRequest"] = fields_schema(smartpay_domain::account::UPDATE_ACCOUNT);
+        doc["paths"]["/accounts/{customerAccountId}/paymentOptions"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"] = json!({"$ref": "#/components/schemas/StorePaymentOptionRequest"});
+        doc["paths"]["/accounts/{customerAccountId}"]["patch"]["requestBody"]["content"]["application/json"]["schema"] =
+            json!({"$ref": "#/components/schemas/UpdateAccountRequest"});
         for (path, schema) in [
             ("/payment/capture", "CaptureOrRefundRequest"),
             ("/payment/refund", "CaptureOrRefundRequest"),

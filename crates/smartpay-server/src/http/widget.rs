@@ -242,8 +242,72 @@ pub async fn submit(
     let payment = engine::checkout_for_token(&state, &token).await?;
     let client_ip = state.client_ip(peer.ip(), req.headers()).to_string();
     let JsonBody(body) = JsonBody::from_request(req, &state).await?;
+    if let Some(reference) = text_field(&body, "storedPaymentOptionReference") {
+        return Ok(no_store(engine::submit_stored(&state, payment, &reference, &client_ip).await?));
+    }
     let input = card_input(&body)?;
     Ok(no_store(engine::submit_card(&state, payment, input, &client_ip).await?))
+}
+
+/// What the widget shows for a checkout's vault: the journey and the stored options.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultView {
+    /// `GUEST` (no customerAccountId), `REGISTERED` (an account; `options` may be empty).
+    journey: &'static str,
+    options: Vec<crate::accounts::OptionView>,
+    /// Whether a newly entered card may be stored (a registered journey with the vault serving).
+    can_store: bool,
+    /// The vault is unavailable: stored options cannot be shown or stored right now.
+    vault_unavailable: bool,
+}
+
+/// `GET /widget/api/options`: the checkout's journey and stored options.
+#[utoipa::path(get, path = "/widget/api/options", tag = "Widget", description = "The checkout's vault journey (GUEST or REGISTERED) and its account's stored options (masked), for the card frame (same origin only).", params(("X-Checkout-Token" = String, Header, description = "The checkout token")), responses((status = 200, description = "Journey and options", body = VaultView), (status = 401, description = "Checkout expired", body = smartpay_api_types::ErrorBody), (status = 403, description = "Not called from SmartPay's own origin", body = smartpay_api_types::ErrorBody), (status = 404, description = "Unknown checkout token", body = smartpay_api_types::ErrorBody)))]
+pub async fn options(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    same_origin(&state, &headers)?;
+    let token = token_of(&headers)?;
+    let payment = engine::checkout_for_token(&state, &token).await?;
+    let Some(account) = payment.customer_account_id.as_deref() else {
+        return Ok(no_store(VaultView { journey: "GUEST", options: Vec::new(), can_store: false, vault_unavailable: false }));
+    };
+    match crate::accounts::list(&state, &payment.merchant_id, account).await {
+        Ok(options) => Ok(no_store(VaultView { journey: "REGISTERED", options, can_store: true, vault_unavailable: false })),
+        Err(ApiError::VaultUnavailable) => {
+            Ok(no_store(VaultView { journey: "REGISTERED", options: Vec::new(), can_store: false, vault_unavailable: true }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `DELETE /widget/api/options/{reference}`: the shopper deletes a stored option.
+#[utoipa::path(delete, path = "/widget/api/options/{reference}", tag = "Widget", description = "The shopper deletes one of the checkout account's stored options (same origin only).", params(("X-Checkout-Token" = String, Header, description = "The checkout token"), ("reference" = String, Path, description = "storedPaymentOptionReference")), responses((status = 200, description = "`{\"status\":\"OK\"}`", body = Object), (status = 403, description = "Not called from SmartPay's own origin", body = smartpay_api_types::ErrorBody), (status = 404, description = "Unknown token or option", body = smartpay_api_types::ErrorBody), (status = 503, description = "The vault is unavailable", body = smartpay_api_types::ErrorBody)))]
+pub async fn delete_option(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    same_origin(&state, &headers)?;
+    let token = token_of(&headers)?;
+    let payment = engine::checkout_for_token(&state, &token).await?;
+    let account = payment.customer_account_id.as_deref().ok_or(ApiError::NotFound)?;
+    crate::accounts::delete(&state, &payment.merchant_id, account, &reference).await?;
+    Ok(no_store(serde_json::json!({"status": "OK"})))
+}
+
+/// `POST /widget/api/options/{reference}/default`: the shopper makes an option the default.
+#[utoipa::path(post, path = "/widget/api/options/{reference}/default", tag = "Widget", description = "The shopper makes one of the checkout account's stored options the default (same origin only).", params(("X-Checkout-Token" = String, Header, description = "The checkout token"), ("reference" = String, Path, description = "storedPaymentOptionReference")), responses((status = 200, description = "`{\"status\":\"OK\"}`", body = Object), (status = 403, description = "Not called from SmartPay's own origin", body = smartpay_api_types::ErrorBody), (status = 404, description = "Unknown token or option", body = smartpay_api_types::ErrorBody), (status = 503, description = "The vault is unavailable", body = smartpay_api_types::ErrorBody)))]
+pub async fn default_option(
+    State(state): State<Arc<AppState>>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    same_origin(&state, &headers)?;
+    let token = token_of(&headers)?;
+    let payment = engine::checkout_for_token(&state, &token).await?;
+    let account = payment.customer_account_id.as_deref().ok_or(ApiError::NotFound)?;
+    crate::accounts::set_default(&state, &payment.merchant_id, account, &reference).await?;
+    Ok(no_store(serde_json::json!({"status": "OK"})))
 }
 
 /// The card fields of the frame's submission.
@@ -254,6 +318,7 @@ fn card_input(body: &smartpay_domain::json::Value) -> Result<CardInput, ApiError
         expiry: text_field(body, "expiry").ok_or_else(|| missing("expiry"))?,
         cvc: text_field(body, "cvc").ok_or_else(|| missing("cvc"))?,
         holder_name: text_field(body, "holderName"),
+        store: matches!(body.get("storeCard"), Some(smartpay_domain::json::Value::Bool(true))),
     })
 }
 

@@ -176,6 +176,15 @@ fn create_checkout_tx(conn: &Connection, c: &NewCheckout) -> Result<CreateOutcom
         ])
     })
     .map_err(map_err)?;
+    if let Some(account) = &c.customer_account_id {
+        // The first checkout that names an account creates its vault (CONTRACT §8).
+        conn.prepare_cached(
+            "INSERT INTO accounts (merchant_id, account_id, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (merchant_id, account_id) DO NOTHING",
+        )
+        .and_then(|mut s| s.execute(params![c.merchant_id, account, c.created_at.0]))
+        .map_err(map_err)?;
+    }
     conn.prepare_cached(
         "INSERT INTO payment_status_history (payment_id, seq, status, at_ms) VALUES (?1, 1, 'CREATED', ?2)",
     )
@@ -207,7 +216,7 @@ fn create_checkout_tx(conn: &Connection, c: &NewCheckout) -> Result<CreateOutcom
 const PAYMENT_COLUMNS: &str =
     "id, merchant_id, status, amount_minor, currency, description, partner_reference, customer_account_id,
     external_order_reference, custom_references, payment_method, reconciliation_reference_id, mit,
-    created_at_ms, last_status_at_ms, expires_at_ms, identity_subject, provider, attempts, decline_code, challenge_url, review_reason";
+    created_at_ms, last_status_at_ms, expires_at_ms, identity_subject, provider, attempts, decline_code, challenge_url, review_reason, stored_option_reference, culture";
 
 pub(crate) fn read_payment(conn: &Connection, merchant_id: &str, id: &str) -> Result<Option<Payment>, StoreError> {
     read_payment_where(conn, "id = ?1 AND merchant_id = ?2", params![id, merchant_id])
@@ -243,6 +252,8 @@ fn read_payment_where(
                         decline_code: r.get(19)?,
                         challenge_url: r.get(20)?,
                         review_reason: r.get(21)?,
+                        stored_option_reference: r.get(22)?,
+                        culture: r.get(23)?,
                         created_at: Millis(r.get(13)?),
                         last_status_at: Millis(r.get(14)?),
                         expires_at: Millis(r.get(15)?),
@@ -315,6 +326,7 @@ pub(crate) fn apply_events_tx(
                 payment_method = COALESCE(?5, payment_method),
                 decline_code = COALESCE(?6, decline_code),
                 challenge_url = CASE WHEN ?7 THEN ?8 ELSE challenge_url END,
+                stored_option_reference = COALESCE(?13, stored_option_reference),
                 attempts = attempts + (?11 IS NOT NULL)
              WHERE id = ?9 AND status = ?10 AND (?11 IS NULL OR attempts < ?11)",
         )
@@ -331,7 +343,8 @@ pub(crate) fn apply_events_tx(
                 payment_id,
                 from.as_str(),
                 u.attempt_cap,
-                events.is_empty()
+                events.is_empty(),
+                u.stored_option_reference
             ])
         })
         .map_err(map_err)?;
@@ -644,6 +657,124 @@ impl Store for SqliteStore {
     fn redeliver_notification(&self, id: &str, merchant_id: Option<&str>, at: Millis) -> StoreFuture<'_, bool> {
         let (id, m) = (id.to_owned(), merchant_id.map(str::to_owned));
         boxed(self.write(move |c| super::notifications::redeliver(c, &id, m.as_deref(), at)))
+    }
+
+    fn account(&self, merchant_id: &str, account_id: &str) -> StoreFuture<'_, Option<Account>> {
+        ready(self.read(|c| super::vault::account(c, merchant_id, account_id)))
+    }
+
+    fn update_account(
+        &self,
+        merchant_id: &str,
+        account_id: &str,
+        billing_address: String,
+        consumer: Option<String>,
+        at: Millis,
+    ) -> StoreFuture<'_, ()> {
+        let args = vec![
+            Value::from(billing_address),
+            Value::from(consumer),
+            Value::from(at.0),
+            Value::from(merchant_id.to_owned()),
+            Value::from(account_id.to_owned()),
+        ];
+        self.write_one(
+            "UPDATE accounts SET billing_address = ?1, consumer = ?2, updated_at_ms = ?3 WHERE merchant_id = ?4 AND account_id = ?5",
+            args,
+            Epoch::Keep,
+        )
+    }
+
+    fn payment_options(&self, merchant_id: &str, account_id: &str) -> StoreFuture<'_, Vec<StoredOption>> {
+        ready(self.read(|c| super::vault::options(c, merchant_id, account_id)))
+    }
+
+    fn payment_option(
+        &self,
+        merchant_id: &str,
+        account_id: &str,
+        reference: &str,
+    ) -> StoreFuture<'_, Option<StoredOption>> {
+        ready(self.read(|c| super::vault::option(c, merchant_id, account_id, reference)))
+    }
+
+    fn add_payment_option(&self, option: StoredOption) -> StoreFuture<'_, AddOption> {
+        boxed(self.write(move |c| super::vault::add(c, &option)))
+    }
+
+    fn delete_payment_option(&self, merchant_id: &str, account_id: &str, reference: &str) -> StoreFuture<'_, bool> {
+        let (m, a, r) = (merchant_id.to_owned(), account_id.to_owned(), reference.to_owned());
+        boxed(self.write(move |c| super::vault::delete(c, &m, &a, &r)))
+    }
+
+    fn set_default_option(&self, merchant_id: &str, account_id: &str, reference: &str) -> StoreFuture<'_, bool> {
+        let (m, a, r) = (merchant_id.to_owned(), account_id.to_owned(), reference.to_owned());
+        boxed(self.write(move |c| super::vault::set_default(c, &m, &a, &r)))
+    }
+
+    fn vault_keys(&self) -> StoreFuture<'_, Vec<VaultKey>> {
+        ready(self.read(super::vault::keys))
+    }
+
+    fn add_vault_key(&self, key: VaultKey) -> StoreFuture<'_, ()> {
+        boxed(self.write(move |c| {
+            c.execute(
+                "INSERT INTO vault_keys (kek_id, check_sealed, state, created_at_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (kek_id) DO NOTHING",
+                params![key.kek_id, key.check_sealed, if key.retired { "RETIRED" } else { "ACTIVE" }, key.created_at.0],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        }))
+    }
+
+    fn retire_vault_key(&self, kek_id: &str, at: Millis) -> StoreFuture<'_, ()> {
+        let args = vec![Value::from(at.0), Value::from(kek_id.to_owned())];
+        self.write_one(
+            "UPDATE vault_keys SET state = 'RETIRED', retired_at_ms = ?1 WHERE kek_id = ?2",
+            args,
+            Epoch::Keep,
+        )
+    }
+
+    fn options_per_key(&self) -> StoreFuture<'_, Vec<(String, u64)>> {
+        ready(self.read(|c| {
+            let mut s = c
+                .prepare_cached("SELECT kek_id, COUNT(*) FROM payment_options GROUP BY kek_id ORDER BY kek_id")
+                .map_err(map_err)?;
+            let rows = s
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64)))
+                .map_err(map_err)?;
+            rows.collect::<Result<_, _>>().map_err(map_err)
+        }))
+    }
+
+    fn options_after(&self, kek_id: Option<&str>, after: &str, limit: u32) -> StoreFuture<'_, Vec<StoredOption>> {
+        ready(self.read(|c| super::vault::options_after(c, kek_id, after, limit)))
+    }
+
+    fn reseal_options(&self, rotation_id: i64, steps: Vec<Reseal>, cursor: String) -> StoreFuture<'_, u64> {
+        boxed(self.write(move |c| super::vault::reseal(c, rotation_id, &steps, &cursor)))
+    }
+
+    fn open_rotation(&self) -> StoreFuture<'_, Option<Rotation>> {
+        ready(self.read(super::vault::open_rotation))
+    }
+
+    fn start_rotation(
+        &self,
+        kind: RotationKind,
+        from_kek: &str,
+        to_kek: &str,
+        at: Millis,
+    ) -> StoreFuture<'_, Rotation> {
+        let (f, t) = (from_kek.to_owned(), to_kek.to_owned());
+        boxed(self.write(move |c| super::vault::start_rotation(c, kind, &f, &t, at)))
+    }
+
+    fn finish_rotation(&self, id: i64, at: Millis) -> StoreFuture<'_, ()> {
+        let args = vec![Value::from(at.0), Value::from(id)];
+        self.write_one("UPDATE vault_rotations SET finished_at_ms = ?1 WHERE id = ?2", args, Epoch::Keep)
     }
 
     fn payment_keys_after(&self, after: &str, limit: u32) -> StoreFuture<'_, Vec<(String, String)>> {

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "identity_issuer", include_str!("../../migrations/sqlite/0003_identity_issuer.sql")),
     (4, "modifications", include_str!("../../migrations/sqlite/0004_modifications.sql")),
     (5, "pending_and_notifications", include_str!("../../migrations/sqlite/0005_pending_and_notifications.sql")),
+    (6, "vault", include_str!("../../migrations/sqlite/0006_vault.sql")),
 ];
 
 /// Applies every migration the database has not seen yet.
