@@ -394,15 +394,19 @@ fn find_source<T: std::error::Error + 'static>(e: &reqwest::Error) -> Option<&T>
     None
 }
 
-/// A TLS failure: rustls and native-tls surface handshake errors as `InvalidData` I/O errors;
-/// a build without TLS refuses `https` with "scheme is not http" (hyper-util's connector).
+/// A TLS failure: rustls and native-tls surface handshake errors as `InvalidData` I/O errors or
+/// errors naming TLS, the handshake or the certificate; a build without TLS refuses `https` with
+/// "scheme is not http" (hyper-util's connector).
 fn looks_like_tls(e: &reqwest::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData) {
             return true;
         }
-        if s.to_string().contains("scheme is not http") {
+        let text = s.to_string().to_ascii_lowercase();
+        if text.contains("scheme is not http")
+            || ["tls", "certificate", "handshake", "corrupt message", "invalid peer"].iter().any(|w| text.contains(w))
+        {
             return true;
         }
         source = s.source();

@@ -56,8 +56,10 @@ pub struct Event {
     pub created_at_ms: i64,
     pub origin: Origin,
     pub object_type: ObjectType,
-    /// The transaction id for a payment, the refund's id for a refund.
+    /// The transaction id for a payment, the refund's id (its `modificationId`) for a refund.
     pub object_id: String,
+    /// `metadata.modificationId`: a refund's `modificationId` (absent for payments).
+    pub modification_id: Option<String>,
     /// `metadata.transactionId` (also for refunds).
     pub transaction_id: String,
     /// `metadata.status`: the new payment or refund status.
@@ -86,12 +88,15 @@ struct Body<'a> {
 #[serde(rename_all = "camelCase")]
 struct Metadata<'a> {
     transaction_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    modification_id: Option<&'a str>,
     status: &'a str,
     reconciliation_reference_id: Option<&'a str>,
 }
 
 /// The JSON body for `e`: `id`, `merchantKey`, `createdAt`, `origin`, `eventType: "updated"`,
-/// `objectId`, `objectType`, `metadata {transactionId, status, reconciliationReferenceId}`,
+/// `objectId`, `objectType`, `metadata {transactionId, modificationId (refunds), status,
+/// reconciliationReferenceId}`,
 /// `context: null`, `data: null`. The same bytes for the same event, on every attempt.
 pub fn payload(e: &Event) -> Vec<u8> {
     let body = Body {
@@ -104,6 +109,7 @@ pub fn payload(e: &Event) -> Vec<u8> {
         object_type: e.object_type.as_str(),
         metadata: Metadata {
             transaction_id: &e.transaction_id,
+            modification_id: e.modification_id.as_deref(),
             status: &e.status,
             reconciliation_reference_id: e.reconciliation_reference_id.as_deref(),
         },
@@ -151,6 +157,7 @@ mod tests {
             origin: Origin::Automated,
             object_type: ObjectType::Payment,
             object_id: "933a0fab-80a0-42c5-b010-c71174f4ab32".into(),
+            modification_id: None,
             transaction_id: "933a0fab-80a0-42c5-b010-c71174f4ab32".into(),
             status: "CAPTURED".into(),
             reconciliation_reference_id: Some("RTEvocd9ZkGirboB8haVlw".into()),
@@ -219,6 +226,7 @@ mod tests {
         let e = Event {
             object_type: ObjectType::Refund,
             object_id: "4f6e528d-1438-43ee-9835-a17c05c34429".into(),
+            modification_id: None,
             origin: Origin::Api,
             status: "REFUNDED".into(),
             reconciliation_reference_id: None,

@@ -129,6 +129,7 @@ fn event() -> Event {
         origin: Origin::Api,
         object_type: ObjectType::Payment,
         object_id: "933a0fab-80a0-42c5-b010-c71174f4ab32".into(),
+        modification_id: None,
         transaction_id: "933a0fab-80a0-42c5-b010-c71174f4ab32".into(),
         status: "CAPTURED".into(),
         reconciliation_reference_id: Some("RTEvocd9ZkGirboB8haVlw".into()),

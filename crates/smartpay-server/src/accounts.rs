@@ -140,6 +140,13 @@ pub async fn set_default(
     Ok(())
 }
 
+/// A card stored: the option, and whether this request created it (`false`: the account held
+/// the card already).
+pub struct Stored {
+    pub view: OptionView,
+    pub created: bool,
+}
+
 /// Stores a card under an existing account: tokenized at the card provider, then sealed.
 /// Returns the option (an already stored card's when the account holds it).
 pub async fn store_card(
@@ -150,7 +157,7 @@ pub async fn store_card(
     brand: &str,
     expiry: Expiry,
     holder: Option<String>,
-) -> Result<OptionView, ApiError> {
+) -> Result<Stored, ApiError> {
     vault_ready(state)?;
     state.store.account(merchant_id, account_id).await?.ok_or(ApiError::NotFound)?;
     let provider = crate::engine::card_provider(state)?;
@@ -174,8 +181,9 @@ pub async fn store_card(
         .seal_option(merchant_id, account_id, &reference, number, brand, expiry, &token, provider.name(), state.now())
         .map_err(|_| ApiError::VaultUnavailable)?;
     let stored = crate::vault::add(state.store.as_ref(), option).await?.ok_or(ApiError::NotFound)?;
-    tracing::info!(merchant = merchant_id, reference = %stored, "payment option stored");
-    get(state, merchant_id, account_id, &stored).await
+    let created = stored == reference;
+    tracing::info!(merchant = merchant_id, reference = %stored, created, "payment option stored");
+    Ok(Stored { view: get(state, merchant_id, account_id, &stored).await?, created })
 }
 
 /// Store Payment Option (§3.13): an authenticated (3-D Secure Y or A) card.
@@ -190,10 +198,10 @@ pub async fn store_from_api(
     let valid = smartpay_domain::account::validate_store(body, (y, m)).map_err(|(violations, ignored)| {
         ApiError::Invalid { problems: violations.into_iter().map(Problem::from).collect(), ignored }
     })?;
-    let view =
+    let stored =
         store_card(state, merchant_id, account_id, &valid.number, valid.brand, valid.expiry, valid.holder.clone())
             .await?;
-    Ok((view, valid.ignored))
+    Ok((stored.view, valid.ignored))
 }
 
 /// Update Account (§3.14).
@@ -204,6 +212,8 @@ pub async fn update(
     body: &Value,
 ) -> Result<Vec<String>, ApiError> {
     check_account(account_id)?;
+    // Accounts are the vault's: they fail closed with it.
+    vault_ready(state)?;
     let valid = smartpay_domain::account::validate_update(body).map_err(|(violations, ignored)| ApiError::Invalid {
         problems: violations.into_iter().map(Problem::from).collect(),
         ignored,

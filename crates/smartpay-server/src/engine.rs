@@ -228,57 +228,61 @@ pub async fn submit_card(
         }
     };
     let provider = card_provider(state)?;
-    // Storing comes first: the payment is then made with the provider's token, like every later
-    // payment with the stored card, and the clear number is not needed after this request.
-    let stored = match (input.store, payment.customer_account_id.as_deref()) {
-        (true, Some(account)) => {
-            let (number, expiry, holder) = (card.number.clone(), card.expiry, card.holder.clone());
-            Some(
-                crate::accounts::store_card(state, &payment.merchant_id, account, &number, method, expiry, holder)
-                    .await,
-            )
-        }
-        _ => None,
-    };
-    let (source, option, store_error) = match stored {
-        Some(Ok(view)) => {
-            let o = state
-                .store
-                .payment_option(
-                    &payment.merchant_id,
-                    payment.customer_account_id.as_deref().unwrap_or_default(),
-                    &view.reference,
-                )
-                .await?;
-            match o.map(|o| state.vault.open_token(&o).map(|t| (t, o))) {
-                Some(Ok((token, o))) => {
-                    let expiry = Expiry { month: o.expiry_month, year: o.expiry_year };
-                    (PaymentSource::Token { token: token.to_string(), expiry }, Some(o.reference), None)
-                }
-                _ => (PaymentSource::Card(card), None, Some(STORE_FAILED)),
-            }
-        }
-        Some(Err(e)) => {
-            tracing::warn!(transaction_id = %payment.id, error = %e, "storing the card failed; paying without storing");
-            (PaymentSource::Card(card), None, Some(STORE_FAILED))
-        }
-        None => (PaymentSource::Card(card), None, None),
-    };
-    let mut update = authorization_requested(state, provider.name(), method);
-    update.stored_option_reference = option.clone();
-    start_authorization(state, &payment, update).await?;
+    let account = payment.customer_account_id.clone().filter(|_| input.store);
+    start_authorization(state, &payment, authorization_requested(state, provider.name(), method)).await?;
     state.failpoint("authorization.pending_committed");
+    // The checkout is ours now (no other submission can run): store the card first, so the
+    // payment is made with the provider's token like every later one, and the clear number is
+    // not needed after this request.
+    let (source, option, created, store_error) = match account {
+        Some(account) => match store_for_payment(state, &payment, &account, &card, method).await {
+            Ok((token, expiry, reference, created)) => {
+                (PaymentSource::Token { token: token.to_string(), expiry }, Some(reference), created, None)
+            }
+            Err(e) => {
+                tracing::warn!(transaction_id = %payment.id, error = %e, "storing the card failed; paying without storing");
+                (PaymentSource::Card(card), None, false, Some(STORE_FAILED))
+            }
+        },
+        None => (PaymentSource::Card(card), None, false, None),
+    };
     let mut answer = authorize_with(state, &payment, provider.as_ref(), source).await?;
-    if answer.transaction_status == PaymentStatus::AuthorizationFailed.as_str()
-        && let (Some(reference), Some(account)) = (&option, payment.customer_account_id.as_deref())
-    {
-        // A card the provider declined is not kept.
-        state.store.delete_payment_option(&payment.merchant_id, account, reference).await?;
-    } else {
-        answer.stored_payment_option_reference = option;
+    let declined = answer.transaction_status == PaymentStatus::AuthorizationFailed.as_str();
+    match (&option, payment.customer_account_id.as_deref()) {
+        // A card stored by this request that the provider declined is not kept; one the
+        // account held before stays.
+        (Some(reference), Some(account)) if declined && created => {
+            state.store.delete_payment_option(&payment.merchant_id, account, reference).await?;
+        }
+        (Some(_), _) if declined => {}
+        _ => answer.stored_payment_option_reference = option,
     }
     answer.store_error = store_error;
     Ok(answer)
+}
+
+/// Stores the shopper's card in the checkout's account and records it on the payment: the
+/// provider's token to pay with, the card's expiry, the option's reference, and whether this
+/// request created the option.
+async fn store_for_payment(
+    state: &AppState,
+    payment: &Payment,
+    account: &str,
+    card: &Card,
+    method: &str,
+) -> Result<(zeroize::Zeroizing<String>, Expiry, String, bool), ApiError> {
+    let (number, expiry, holder) = (card.number.clone(), card.expiry, card.holder.clone());
+    let stored = crate::accounts::store_card(state, &payment.merchant_id, account, &number, method, expiry, holder).await?;
+    let option = state
+        .store
+        .payment_option(&payment.merchant_id, account, &stored.view.reference)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let token = state.vault.open_token(&option).map_err(|_| ApiError::VaultUnavailable)?;
+    let facts = PaymentUpdate { stored_option_reference: Some(option.reference.clone()), ..Default::default() };
+    record_facts(state, payment, facts).await?;
+    let expiry = Expiry { month: option.expiry_month, year: option.expiry_year };
+    Ok((token, expiry, option.reference, stored.created))
 }
 
 /// The widget's code for a card the shopper chose to store that could not be stored.
@@ -496,8 +500,10 @@ pub async fn complete_challenge(state: &AppState, token: &str) -> Result<Payment
     if !matches!(payment.status, PaymentStatus::Created | PaymentStatus::AuthorizationPending) {
         // Decided already (the provider's notification and a poll can beat the shopper back):
         // the shopper learns how it ended.
-        let message =
-            if payment.status == PaymentStatus::AuthorizationFailed { "result:declined" } else { "result:authorized" };
+        let message = match payment.status {
+            PaymentStatus::AuthorizationFailed | PaymentStatus::Cancelled | PaymentStatus::Expired => "result:declined",
+            _ => "result:authorized",
+        };
         return Ok(PaymentAnswer {
             transaction_id: payment.id.clone(),
             transaction_status: payment.status.as_str().to_owned(),
@@ -514,7 +520,9 @@ pub async fn complete_challenge(state: &AppState, token: &str) -> Result<Payment
     };
     let provider = provider_of(state, &payment)?;
     let outcome = match provider.status(&reference).await.map_err(|e| ApiError::Internal(e.to_string()))? {
-        Lookup::Found(found) if found.amount_minor == payment.amount_minor && found.currency == payment.currency => {
+        Lookup::Found(found)
+            if found.amount_minor == payment.amount_minor && found.currency.eq_ignore_ascii_case(&payment.currency) =>
+        {
             outcome_of(found.status, reference, payment.challenge_url.clone())
         }
         // Contradictions and silence are for pending resolution to sort out, not the shopper.

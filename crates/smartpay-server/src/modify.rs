@@ -125,7 +125,8 @@ pub async fn request(state: &AppState, who: &Principal, op: Operation, body: &Va
     } else {
         payment
     };
-    let payment = drive(state, payment, &pk, EventOrigin::Api).await?;
+    let send = if resumed { Send::Again } else { Send::First };
+    let payment = drive(state, payment, &pk, EventOrigin::Api, send).await?;
     let response = crate::view::modification_response(&payment, &pk, ignored)?;
     let body = serde_json::to_vec(&response).map_err(|e| ApiError::Internal(e.to_string()))?;
     // Only a final answer is kept: a pending one is asked again on the next request.
@@ -142,11 +143,25 @@ pub(crate) fn resolve_at(state: &AppState) -> smartpay_domain::Millis {
     state.now().plus_millis(state.config.pending_first_poll_ms)
 }
 
+/// Whether a modification goes to the provider for the first time, or again (a retry or a
+/// poll: the first request may have reached the provider).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Send {
+    First,
+    Again,
+}
+
 /// Asks the provider for the pending modification `pk` and records its answer. Returns the
 /// payment as it is afterwards. Asking again with the same idempotency key (the modification's
 /// id) is how a pending or unanswered modification is polled: the provider answers what it did
-/// the first time, or how far it got.
-pub async fn drive(state: &AppState, payment: Payment, pk: &str, origin: EventOrigin) -> Result<Payment, ApiError> {
+/// the first time, or how far it got. `send` says whether the provider may have seen it before.
+pub(crate) async fn drive(
+    state: &AppState,
+    payment: Payment,
+    pk: &str,
+    origin: EventOrigin,
+    send: Send,
+) -> Result<Payment, ApiError> {
     let Some(m) = payment.modifications.iter().find(|m| m.pk == pk).cloned() else {
         return Err(ApiError::Internal("modification lost".into()));
     };
@@ -183,10 +198,15 @@ pub async fn drive(state: &AppState, payment: Payment, pk: &str, origin: EventOr
     };
     let outcome = match outcome {
         Ok(o) => o,
-        // The provider refused the request itself: it did nothing, so the modification failed.
-        Err(e) => {
+        // The provider refused the request itself. The first time, it did nothing: the
+        // modification failed. Sent again, the first request may have worked: still unknown.
+        Err(e) if send == Send::First => {
             tracing::error!(transaction_id = %payment.id, kind = m.kind.as_str(), error = %e, "the provider rejected a modification request");
             ModifyOutcome::Failed { reason: "rejected".into() }
+        }
+        Err(e) => {
+            tracing::warn!(transaction_id = %payment.id, kind = m.kind.as_str(), error = %e, "the provider rejected a repeated modification request; still unknown");
+            ModifyOutcome::Unknown
         }
     };
     let (status, reference, failure) = match outcome {
@@ -271,8 +291,9 @@ pub async fn internal(
             authorize_first,
         })
         .await?;
-    let (payment, pk) = match begin {
-        BeginOutcome::Started { payment, pk } | BeginOutcome::Unanswered { payment, pk } => (payment, pk),
+    let (payment, pk, send) = match begin {
+        BeginOutcome::Started { payment, pk } => (payment, pk, Send::First),
+        BeginOutcome::Unanswered { payment, pk } => (payment, pk, Send::Again),
         BeginOutcome::Replay { .. } => return Ok(state.store.payment(merchant_id, payment_id).await?),
         BeginOutcome::Refused { .. } | BeginOutcome::NotFound | BeginOutcome::CurrencyMismatch { .. } => {
             return Ok(None);
@@ -280,7 +301,7 @@ pub async fn internal(
         BeginOutcome::Conflict => return Err(ApiError::Internal("automatic modification id reused".into())),
     };
     let Some(_running) = claim(state, &pk) else { return Ok(Some(payment)) };
-    drive(state, payment, &pk, origin).await.map(Some)
+    drive(state, payment, &pk, origin, send).await.map(Some)
 }
 
 /// The automatic capture of a payment the provider just authorized: authorization and capture
@@ -312,13 +333,14 @@ pub(crate) async fn resolve(state: &AppState, merchant_id: &str, payment_id: &st
         return Ok(true);
     }
     let Some(_running) = claim(state, pk) else { return Ok(false) };
-    let after = drive(state, payment, pk, EventOrigin::Automated).await?;
+    let after = drive(state, payment, pk, EventOrigin::Automated, Send::Again).await?;
     Ok(!pending(&after))
 }
 
 /// Ends a modification nobody could confirm within the deadline as failed, with `code`.
-pub(crate) async fn give_up(state: &AppState, pk: &str, kind: ModificationType, code: &str) -> Result<(), ApiError> {
-    let Some(_running) = claim(state, pk) else { return Ok(()) };
+/// `false` when another request of this process drives it right now (nothing was changed).
+pub(crate) async fn give_up(state: &AppState, pk: &str, kind: ModificationType, code: &str) -> Result<bool, ApiError> {
+    let Some(_running) = claim(state, pk) else { return Ok(false) };
     let answer = ModificationAnswer {
         status: kind.final_status(false),
         reconciliation_reference_id: None,
@@ -328,5 +350,5 @@ pub(crate) async fn give_up(state: &AppState, pk: &str, kind: ModificationType, 
         origin: EventOrigin::Automated,
     };
     state.store.finish_modification(pk, answer).await?;
-    Ok(())
+    Ok(true)
 }

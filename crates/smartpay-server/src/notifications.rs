@@ -18,8 +18,8 @@ use crate::config::Mode;
 use crate::error::{ApiError, ErrorCode, Problem};
 
 /// Notifications claimed per pass, and how long a claim holds.
-const BATCH: u32 = 50;
-const LEASE_MS: i64 = 120_000;
+const BATCH: u32 = 16;
+const LEASE_MS: i64 = 300_000;
 /// The attempt error of a notification whose merchant removed its endpoint (given up at once).
 const ENDPOINT_REMOVED: &str = "endpoint_removed";
 /// Attempts made at once.
@@ -167,6 +167,7 @@ pub fn event_of(n: &Notification) -> notify::Event {
             NotificationObject::Refund => notify::ObjectType::Refund,
         },
         object_id: n.object_id.clone(),
+        modification_id: n.modification_id.clone(),
         transaction_id: n.payment_id.clone(),
         status: n.status.clone(),
         reconciliation_reference_id: n.reconciliation_reference_id.clone(),
@@ -237,7 +238,12 @@ async fn attempt(state: &AppState, n: Notification) -> Result<(), StoreError> {
         }
         let keys: Vec<&[u8]> = secrets.iter().map(|s| s.as_slice()).collect();
         let body = notify::payload(&event_of(&n));
-        Ok(state.notifier.deliver(&target, &n.id, &body, &keys, started.0.div_euclid(1000)).await)
+        // The whole attempt (DNS, OAuth token, POST) is bounded: one slow merchant cannot hold
+        // the others' deliveries.
+        let limit = std::time::Duration::from_millis(state.config.notification_timeout_ms.saturating_mul(3));
+        tokio::time::timeout(limit, state.notifier.deliver(&target, &n.id, &body, &keys, started.0.div_euclid(1000)))
+            .await
+            .map_err(|_| "timeout".to_owned())
     }
     .await;
     let (status_code, error, duration_ms, delivered) = match &outcome {
@@ -268,7 +274,10 @@ async fn attempt(state: &AppState, n: Notification) -> Result<(), StoreError> {
     };
     state.failpoint("notification.sent");
     let attempt = DeliveryAttempt { at: started, status_code, error, duration_ms };
-    state.store.record_delivery_attempt(&n.id, attempt, result).await
+    if !state.store.record_delivery_attempt(&n.id, &n.lease_token, attempt, result).await? {
+        tracing::warn!(event_id = %n.id, "a notification's lease ran out before its attempt was recorded");
+    }
+    Ok(())
 }
 
 /// A store failure as an attempt's error code.

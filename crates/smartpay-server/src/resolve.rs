@@ -105,15 +105,35 @@ async fn authorization(state: &AppState, job: &Job, payment: Payment) -> Result<
         return Ok(Resolution::Done);
     }
     let counters = &state.metrics.counters;
-    let provider = crate::engine::provider_of(state, &payment)?;
+    let expired = past(state, job.created_at, state.config.pending_deadline_seconds);
     let reference = payment.reconciliation_reference_id.clone();
-    let lookup = match &reference {
+    let provider = match crate::engine::provider_of(state, &payment) {
+        Ok(p) => p,
+        // The provider is not enabled (any more): nobody can answer, the deadline decides.
+        Err(e) if expired => {
+            tracing::warn!(transaction_id = %payment.id, error = %e, "no provider to ask at the deadline");
+            return fail(state, &payment, TIMEOUT).await;
+        }
+        Err(e) => return Err(e),
+    };
+    let asked = match &reference {
         Some(r) => provider.status(r).await,
         None => provider.find(&payment.id).await,
-    }
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    };
+    let lookup = match asked {
+        Ok(l) => l,
+        // The provider refused the question (a key change, a bug): still no answer; the
+        // deadline applies as to silence.
+        Err(e) => {
+            counters.polls_unanswered.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(transaction_id = %payment.id, error = %e, "the provider refused a status question");
+            if expired {
+                return fail(state, &payment, TIMEOUT).await;
+            }
+            return Ok(again(state, job, "the provider refused the status question"));
+        }
+    };
     state.failpoint("resolution.answered");
-    let expired = past(state, job.created_at, state.config.pending_deadline_seconds);
     let found = match lookup {
         Lookup::Found(found) => found,
         Lookup::NotFound => {
@@ -168,9 +188,24 @@ async fn authorization(state: &AppState, job: &Job, payment: Payment) -> Result<
     Ok(Resolution::Done)
 }
 
-/// Records a pending authorization as failed with `code`.
+/// Records a pending authorization as failed with `code`. Whatever the provider holds is
+/// released first (best effort): a shopper who approves after the deadline must not leave a
+/// hold on the card that nobody captures.
 async fn fail(state: &AppState, payment: &Payment, code: &str) -> Result<Resolution, ApiError> {
     tracing::warn!(transaction_id = %payment.id, code, "pending authorization ended as failed");
+    if let (Some(reference), Ok(provider)) =
+        (payment.reconciliation_reference_id.clone(), crate::engine::provider_of(state, payment))
+    {
+        let release = smartpay_providers::ModifyRequest {
+            reference,
+            modification_id: format!("release-{}", payment.id),
+            amount_minor: payment.amount_minor,
+            currency: payment.currency.clone(),
+        };
+        if let Ok(smartpay_providers::ModifyOutcome::Succeeded { .. }) = provider.cancel(release).await {
+            tracing::info!(transaction_id = %payment.id, "the provider's authorization was released at the deadline");
+        }
+    }
     let update = PaymentUpdate {
         decline_code: Some(code.to_owned()),
         challenge_url: Some(None),
@@ -189,15 +224,20 @@ async fn modification(state: &AppState, job: &Job, payment: Payment) -> Result<R
     if !m.status.is_pending() {
         return Ok(Resolution::Done);
     }
-    if past(state, job.created_at, state.config.pending_deadline_seconds) {
-        tracing::warn!(transaction_id = %payment.id, modification = %m.pk, "pending modification ended as failed");
-        crate::modify::give_up(state, &m.pk, m.kind, TIMEOUT).await?;
-        state.metrics.counters.pending_expired.fetch_add(1, Ordering::Relaxed);
-        return Ok(Resolution::Done);
-    }
-    let (merchant, id, pk) = (payment.merchant_id.clone(), payment.id.clone(), m.pk.clone());
+    let (merchant, id, pk, kind) = (payment.merchant_id.clone(), payment.id.clone(), m.pk.clone(), m.kind);
+    // Always ask first: a modification the provider did make is never recorded as failed
+    // because the deadline passed while nobody asked (a restart, a long outage).
     if crate::modify::resolve(state, &merchant, &id, &pk).await? {
         state.metrics.counters.pending_resolved.fetch_add(1, Ordering::Relaxed);
+        return Ok(Resolution::Done);
+    }
+    if past(state, job.created_at, state.config.pending_deadline_seconds) {
+        tracing::warn!(transaction_id = %id, modification = %pk, "pending modification ended as failed");
+        if !crate::modify::give_up(state, &pk, kind, TIMEOUT).await? {
+            // Another request of this process is driving it right now: look again soon.
+            return Ok(again(state, job, "being driven by a request"));
+        }
+        state.metrics.counters.pending_expired.fetch_add(1, Ordering::Relaxed);
         return Ok(Resolution::Done);
     }
     Ok(again(state, job, "still pending at the provider"))

@@ -25,8 +25,11 @@ pub fn spawn(state: Arc<AppState>, stop: watch::Receiver<bool>) -> Vec<tokio::ta
 
 /// Jobs claimed per pass, how long a claim holds before another worker may take the job, and
 /// how many run at once.
-const JOB_BATCH: u32 = 50;
-const JOB_LEASE_MS: i64 = 60_000;
+/// A claim holds its jobs long enough for the whole batch to run at the worst provider latency
+/// (two rounds of the concurrency at the provider timeout), and a lost lease cannot undo the
+/// work of the worker that took the job over (lease tokens).
+const JOB_BATCH: u32 = 16;
+const JOB_LEASE_MS: i64 = 300_000;
 const JOB_CONCURRENCY: usize = 8;
 
 /// One pass over the due jobs: delayed captures, automatic cancellations, sandbox settlements
@@ -54,14 +57,17 @@ async fn run_job(state: &AppState, job: smartpay_store::Job) -> Result<(), smart
     let (id, request) = match job.kind {
         JobKind::ResolveAuthorization | JobKind::ResolveModification => {
             return match crate::resolve::run(state, &job).await {
-                Ok(crate::resolve::Resolution::Done) => state.store.complete_job(job.id).await,
-                Ok(crate::resolve::Resolution::Again(at, why)) => state.store.retry_job(job.id, at, Some(why)).await,
+                Ok(crate::resolve::Resolution::Done) => done(state.store.complete_job(job.id, &job.lease_token).await),
+                Ok(crate::resolve::Resolution::Again(at, why)) => {
+                    done(state.store.retry_job(job.id, &job.lease_token, at, Some(why)).await)
+                }
                 Err(e) => {
                     tracing::warn!(job = job.kind.as_str(), transaction_id = %job.payment_id, error = %e, "pending resolution failed; will retry");
                     let c = &state.config;
                     let wait =
                         crate::resolve::backoff_ms(job.attempts, c.pending_poll_initial_ms, c.pending_poll_max_ms);
-                    state.store.retry_job(job.id, state.now().plus_millis(wait), Some(error_code(&e))).await
+                    let at = state.now().plus_millis(wait);
+                    done(state.store.retry_job(job.id, &job.lease_token, at, Some(error_code(&e))).await)
                 }
             };
         }
@@ -79,13 +85,23 @@ async fn run_job(state: &AppState, job: smartpay_store::Job) -> Result<(), smart
     match result {
         // Done, or no longer applicable (captured before the auto-cancel, refunded before
         // settlement): either way the job is over.
-        Ok(_) => state.store.complete_job(job.id).await,
+        Ok(_) => done(state.store.complete_job(job.id, &job.lease_token).await),
         Err(e) => {
             let backoff = 1000u64.saturating_mul(1 << job.attempts.min(10)).min(600_000);
             tracing::warn!(job = job.kind.as_str(), transaction_id = %job.payment_id, error = %e, "job failed; will retry");
-            state.store.retry_job(job.id, state.now().plus_millis(backoff), Some(error_code(&e))).await
+            let at = state.now().plus_millis(backoff);
+            done(state.store.retry_job(job.id, &job.lease_token, at, Some(error_code(&e))).await)
         }
     }
+}
+
+/// A job's completion or retry whose lease was lost meanwhile changed nothing: the worker that
+/// took the job over decides.
+fn done(r: Result<bool, smartpay_store::StoreError>) -> Result<(), smartpay_store::StoreError> {
+    if let Ok(false) = r {
+        tracing::warn!("a job's lease ran out before it finished; its new holder decides");
+    }
+    r.map(|_| ())
 }
 
 /// A short, stable description of a job's failure for operators (never a provider's body).

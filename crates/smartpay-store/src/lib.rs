@@ -149,9 +149,12 @@ pub trait Store: Send + Sync + 'static {
     /// to one worker is invisible to every other until its lease ends (on PostgreSQL, by
     /// `FOR UPDATE SKIP LOCKED`).
     fn claim_due_jobs(&self, now: Millis, lease_ms: i64, limit: u32) -> StoreFuture<'_, Vec<Job>>;
-    fn complete_job(&self, id: i64) -> StoreFuture<'_, ()>;
-    /// Runs the job again at `due_at`, keeping `last_error` for operators.
-    fn retry_job(&self, id: i64, due_at: Millis, last_error: Option<String>) -> StoreFuture<'_, ()>;
+    /// Deletes a job this claim (`lease_token`) still holds; `false` when the lease was lost
+    /// (another worker took the job over): nothing is changed then.
+    fn complete_job(&self, id: i64, lease_token: &str) -> StoreFuture<'_, bool>;
+    /// Runs the job again at `due_at` (at once if it was nudged while leased), keeping
+    /// `last_error` for operators; `false` when the lease was lost.
+    fn retry_job(&self, id: i64, lease_token: &str, due_at: Millis, last_error: Option<String>) -> StoreFuture<'_, bool>;
     /// Brings a payment's pending-resolution jobs forward to `at` (a provider's notification
     /// or the shopper's return says something changed). `false` when it has none.
     fn poll_soon(&self, payment_id: &str, at: Millis) -> StoreFuture<'_, bool>;
@@ -188,9 +191,15 @@ pub trait Store: Send + Sync + 'static {
     fn notification_secrets(&self, merchant_id: &str, now: Millis) -> StoreFuture<'_, Vec<NotificationSecret>>;
     /// Leases up to `limit` notifications due at `now` for `lease_ms`.
     fn claim_notifications(&self, now: Millis, lease_ms: i64, limit: u32) -> StoreFuture<'_, Vec<Notification>>;
-    /// Records one attempt and what follows it, atomically.
-    fn record_delivery_attempt(&self, id: &str, attempt: DeliveryAttempt, result: AttemptResult)
-    -> StoreFuture<'_, ()>;
+    /// Records one attempt and what follows it, atomically, if this claim (`lease_token`) still
+    /// holds the notification; `false` otherwise (nothing written).
+    fn record_delivery_attempt(
+        &self,
+        id: &str,
+        lease_token: &str,
+        attempt: DeliveryAttempt,
+        result: AttemptResult,
+    ) -> StoreFuture<'_, bool>;
     /// Notifications newest first, optionally of one merchant, one payment and one state.
     fn notifications(&self, filter: NotificationFilter) -> StoreFuture<'_, Vec<Notification>>;
     /// One notification and its attempts; `merchant_id` restricts it to that merchant's.

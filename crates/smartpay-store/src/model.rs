@@ -398,6 +398,9 @@ pub struct Job {
     pub created_at: Millis,
     pub due_at: Millis,
     pub last_error: Option<String>,
+    /// This claim's token: completing or retrying the job needs it, so a worker whose lease
+    /// ran out cannot undo the work of the one that took the job over.
+    pub lease_token: String,
 }
 
 /// A queued job with what an operator needs to see about it.

@@ -335,6 +335,9 @@ enum KeysCmd {
     RotateDek,
     /// The vault's key versions, how many options each seals, and any unfinished rotation.
     VaultStatus,
+    /// Open every stored option's sealed number and token with the configured keys; exits
+    /// non-zero when one does not open. Prints nothing secret.
+    VaultVerify,
 }
 
 fn load_config(common: &Common) -> anyhow::Result<Config> {
@@ -983,6 +986,20 @@ async fn keys(cfg: Config, cmd: KeysCmd) -> anyhow::Result<()> {
                         ring.current.id()
                     )
                 }
+            }
+        }
+        KeysCmd::VaultVerify => {
+            let ring = smartpay_server::vault::load_ring(&cfg)?;
+            let report = smartpay_server::vault::verify_all(store.as_ref(), &ring).await?;
+            for (reference, why) in &report.failures {
+                println!("{reference}  {why}");
+            }
+            for (kek, n) in &report.per_key {
+                println!("{n} stored options under key version {kek}");
+            }
+            println!("{} stored options checked, {} did not open", report.checked, report.failures.len());
+            if !report.failures.is_empty() {
+                anyhow::bail!("stored options that do not open");
             }
         }
         KeysCmd::VaultStatus => {

@@ -9,9 +9,12 @@ mod checkout;
 mod edge;
 mod idempotency;
 mod modifications;
+mod notifications;
 mod ops;
 mod payments;
+mod pending;
 mod races;
+mod vault;
 
 use std::sync::Arc;
 

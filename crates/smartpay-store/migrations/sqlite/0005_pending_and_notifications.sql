@@ -13,6 +13,8 @@ CREATE TABLE jobs_new (
     due_at_ms      INTEGER NOT NULL,
     attempts       INTEGER NOT NULL DEFAULT 0,
     lease_until_ms INTEGER NOT NULL DEFAULT 0,      -- a worker holds the job until then
+    lease_token    TEXT,                            -- the holder's claim: only it completes or retries
+    nudged         INTEGER NOT NULL DEFAULT 0,      -- made due again while leased (poll_soon)
     created_at_ms  INTEGER NOT NULL DEFAULT 0,
     last_error     TEXT,                            -- why the last run did not finish it
     UNIQUE (kind, payment_id, target)
@@ -78,6 +80,7 @@ CREATE TABLE notifications (
     attempts                    INTEGER NOT NULL DEFAULT 0,
     next_attempt_at_ms          INTEGER NOT NULL,
     lease_until_ms              INTEGER NOT NULL DEFAULT 0,
+    lease_token                 TEXT,
     retry_from_ms               INTEGER NOT NULL,      -- the retry horizon counts from here
     delivered_at_ms             INTEGER
 );

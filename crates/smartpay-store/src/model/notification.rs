@@ -136,6 +136,8 @@ pub struct Notification {
     /// The retry horizon counts from here (creation, or a manual redelivery).
     pub retry_from: Millis,
     pub delivered_at: Option<Millis>,
+    /// The claim's token (see [`crate::Job::lease_token`]); empty when not claimed.
+    pub lease_token: String,
 }
 
 /// One delivery attempt.

@@ -537,15 +537,14 @@ impl Store for SqliteStore {
         boxed(self.write(move |c| super::jobs::claim_jobs_tx(c, now, lease_ms, limit)))
     }
 
-    fn complete_job(&self, id: i64) -> StoreFuture<'_, ()> {
-        boxed(self.write(move |c| {
-            c.execute("DELETE FROM jobs WHERE id = ?1", [id]).map_err(map_err)?;
-            Ok(())
-        }))
+    fn complete_job(&self, id: i64, lease_token: &str) -> StoreFuture<'_, bool> {
+        let token = lease_token.to_owned();
+        boxed(self.write(move |c| super::jobs::complete_tx(c, id, &token)))
     }
 
-    fn retry_job(&self, id: i64, due_at: Millis, last_error: Option<String>) -> StoreFuture<'_, ()> {
-        boxed(self.write(move |c| super::jobs::retry_tx(c, id, due_at, last_error.as_deref())))
+    fn retry_job(&self, id: i64, lease_token: &str, due_at: Millis, last_error: Option<String>) -> StoreFuture<'_, bool> {
+        let token = lease_token.to_owned();
+        boxed(self.write(move |c| super::jobs::retry_tx(c, id, &token, due_at, last_error.as_deref())))
     }
 
     fn poll_soon(&self, payment_id: &str, at: Millis) -> StoreFuture<'_, bool> {
@@ -635,11 +634,12 @@ impl Store for SqliteStore {
     fn record_delivery_attempt(
         &self,
         id: &str,
+        lease_token: &str,
         attempt: DeliveryAttempt,
         result: AttemptResult,
-    ) -> StoreFuture<'_, ()> {
-        let id = id.to_owned();
-        boxed(self.write(move |c| super::notifications::record_attempt(c, &id, &attempt, result)))
+    ) -> StoreFuture<'_, bool> {
+        let (id, token) = (id.to_owned(), lease_token.to_owned());
+        boxed(self.write(move |c| super::notifications::record_attempt(c, &id, &token, &attempt, result)))
     }
 
     fn notifications(&self, filter: NotificationFilter) -> StoreFuture<'_, Vec<Notification>> {

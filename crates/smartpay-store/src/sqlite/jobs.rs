@@ -43,7 +43,7 @@ pub(crate) fn schedule_target(
 }
 
 const JOB_COLUMNS: &str = "j.id, j.kind, j.payment_id, p.merchant_id, j.target, j.attempts, j.created_at_ms,
-    j.due_at_ms, j.last_error, j.lease_until_ms, p.status, p.provider";
+    j.due_at_ms, j.last_error, j.lease_until_ms, p.status, p.provider, j.lease_token";
 
 /// A job row of [`JOB_COLUMNS`] with its lease, payment status and provider.
 fn job_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Option<Job>, i64, String, Option<String>)> {
@@ -58,6 +58,7 @@ fn job_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Option<Job>, i64, String
         created_at: Millis(r.get(6).unwrap_or_default()),
         due_at: Millis(r.get(7).unwrap_or_default()),
         last_error: r.get(8).unwrap_or_default(),
+        lease_token: r.get::<_, Option<String>>(12).unwrap_or_default().unwrap_or_default(),
     });
     Ok((job, r.get(9)?, r.get(10)?, r.get(11)?))
 }
@@ -66,14 +67,16 @@ pub(crate) fn claim_jobs_tx(conn: &Connection, now: Millis, lease_ms: i64, limit
     let ids: Vec<i64> = {
         let mut stmt = conn
             .prepare_cached(
-                "UPDATE jobs SET lease_until_ms = ?1, attempts = attempts + 1
+                "UPDATE jobs SET lease_until_ms = ?1, attempts = attempts + 1, lease_token = ?4, nudged = 0
                  WHERE id IN (SELECT id FROM jobs WHERE due_at_ms <= ?2 AND lease_until_ms <= ?2
                               ORDER BY due_at_ms LIMIT ?3)
                  RETURNING id",
             )
             .map_err(map_err)?;
-        let rows =
-            stmt.query_map(params![now.0.saturating_add(lease_ms), now.0, limit], |r| r.get(0)).map_err(map_err)?;
+        let token = uuid::Uuid::new_v4().to_string();
+        let rows = stmt
+            .query_map(params![now.0.saturating_add(lease_ms), now.0, limit, token], |r| r.get(0))
+            .map_err(map_err)?;
         rows.collect::<Result<_, _>>().map_err(map_err)?
     };
     let mut jobs = Vec::with_capacity(ids.len());
@@ -92,17 +95,37 @@ pub(crate) fn claim_jobs_tx(conn: &Connection, now: Millis, lease_ms: i64, limit
     Ok(jobs)
 }
 
-pub(crate) fn retry_tx(conn: &Connection, id: i64, due: Millis, last_error: Option<&str>) -> Result<(), StoreError> {
-    conn.prepare_cached("UPDATE jobs SET due_at_ms = ?1, lease_until_ms = 0, last_error = ?2 WHERE id = ?3")
-        .and_then(|mut s| s.execute(params![due.0, last_error, id]))
+pub(crate) fn retry_tx(
+    conn: &Connection,
+    id: i64,
+    token: &str,
+    due: Millis,
+    last_error: Option<&str>,
+) -> Result<bool, StoreError> {
+    // A nudge (poll_soon) that came while the job ran is not lost: it runs again at once.
+    let n = conn
+        .prepare_cached(
+            "UPDATE jobs SET due_at_ms = CASE WHEN nudged = 1 THEN 0 ELSE ?1 END, nudged = 0, lease_until_ms = 0,
+                 lease_token = NULL, last_error = ?2
+             WHERE id = ?3 AND lease_token = ?4",
+        )
+        .and_then(|mut s| s.execute(params![due.0, last_error, id, token]))
         .map_err(map_err)?;
-    Ok(())
+    Ok(n > 0)
+}
+
+pub(crate) fn complete_tx(conn: &Connection, id: i64, token: &str) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached("DELETE FROM jobs WHERE id = ?1 AND lease_token = ?2")
+        .and_then(|mut s| s.execute(params![id, token]))
+        .map_err(map_err)?;
+    Ok(n > 0)
 }
 
 pub(crate) fn poll_soon_tx(conn: &Connection, payment_id: &str, at: Millis) -> Result<bool, StoreError> {
     let n = conn
         .prepare_cached(
-            "UPDATE jobs SET due_at_ms = MIN(due_at_ms, ?1)
+            "UPDATE jobs SET due_at_ms = MIN(due_at_ms, ?1), nudged = (lease_until_ms > ?1)
              WHERE payment_id = ?2 AND kind IN ('RESOLVE_AUTHORIZATION', 'RESOLVE_MODIFICATION')",
         )
         .and_then(|mut s| s.execute(params![at.0, payment_id]))

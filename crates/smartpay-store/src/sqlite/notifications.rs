@@ -136,7 +136,8 @@ pub(crate) fn secrets(
 }
 
 const COLUMNS: &str = "id, merchant_id, payment_id, object_type, object_id, modification_id, origin, status,
-    reconciliation_reference_id, created_at_ms, state, attempts, next_attempt_at_ms, retry_from_ms, delivered_at_ms";
+    reconciliation_reference_id, created_at_ms, state, attempts, next_attempt_at_ms, retry_from_ms, delivered_at_ms,
+    lease_token";
 
 fn notification_from(r: &Row<'_>) -> rusqlite::Result<Result<Notification, StoreError>> {
     let object: String = r.get(3)?;
@@ -163,6 +164,7 @@ fn notification_from(r: &Row<'_>) -> rusqlite::Result<Result<Notification, Store
         next_attempt_at: Millis(r.get(12)?),
         retry_from: Millis(r.get(13)?),
         delivered_at: r.get::<_, Option<i64>>(14)?.map(Millis),
+        lease_token: r.get::<_, Option<String>>(15)?.unwrap_or_default(),
     }))
 }
 
@@ -184,14 +186,16 @@ pub(crate) fn claim(
 ) -> Result<Vec<Notification>, StoreError> {
     let mut stmt = conn
         .prepare_cached(&format!(
-            "UPDATE notifications SET lease_until_ms = ?1
+            "UPDATE notifications SET lease_until_ms = ?1, lease_token = ?4
              WHERE id IN (SELECT id FROM notifications WHERE state = 'PENDING' AND next_attempt_at_ms <= ?2
                           AND lease_until_ms <= ?2 ORDER BY next_attempt_at_ms LIMIT ?3)
              RETURNING {COLUMNS}"
         ))
         .map_err(map_err)?;
-    let rows =
-        stmt.query_map(params![now.0.saturating_add(lease_ms), now.0, limit], notification_from).map_err(map_err)?;
+    let token = uuid::Uuid::new_v4().to_string();
+    let rows = stmt
+        .query_map(params![now.0.saturating_add(lease_ms), now.0, limit, token], notification_from)
+        .map_err(map_err)?;
     let mut out = collect(rows)?;
     out.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
     Ok(out)
@@ -200,9 +204,17 @@ pub(crate) fn claim(
 pub(crate) fn record_attempt(
     conn: &Connection,
     id: &str,
+    token: &str,
     a: &DeliveryAttempt,
     result: AttemptResult,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
+    let held: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM notifications WHERE id = ?1 AND lease_token = ?2)")
+        .and_then(|mut s| s.query_row(params![id, token], |r| r.get(0)))
+        .map_err(map_err)?;
+    if !held {
+        return Ok(false);
+    }
     let n = conn
         .prepare_cached(
             "INSERT INTO notification_attempts (notification_id, seq, at_ms, status_code, error, duration_ms)
@@ -222,12 +234,12 @@ pub(crate) fn record_attempt(
     };
     conn.prepare_cached(
         "UPDATE notifications SET state = ?1, attempts = attempts + 1, next_attempt_at_ms = ?2, lease_until_ms = 0,
-             delivered_at_ms = COALESCE(?3, delivered_at_ms)
+             lease_token = NULL, delivered_at_ms = COALESCE(?3, delivered_at_ms)
          WHERE id = ?4",
     )
     .and_then(|mut s| s.execute(params![state.as_str(), next.0, delivered, id]))
     .map_err(map_err)?;
-    Ok(())
+    Ok(true)
 }
 
 pub(crate) fn list(conn: &Connection, f: &NotificationFilter) -> Result<Vec<Notification>, StoreError> {
@@ -284,7 +296,7 @@ pub(crate) fn redeliver(
 ) -> Result<bool, StoreError> {
     let n = conn
         .prepare_cached(
-            "UPDATE notifications SET state = 'PENDING', next_attempt_at_ms = ?1, retry_from_ms = ?1, lease_until_ms = 0
+            "UPDATE notifications SET state = 'PENDING', next_attempt_at_ms = ?1, retry_from_ms = ?1
              WHERE id = ?2 AND (?3 IS NULL OR merchant_id = ?3)",
         )
         .and_then(|mut s| s.execute(params![at.0, id, merchant_id]))

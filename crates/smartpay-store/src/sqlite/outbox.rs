@@ -24,7 +24,7 @@ pub(crate) fn notifies(status: PaymentStatus) -> bool {
 }
 
 fn event_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// The history row of a payment's move `from` → `to`, and what the move causes.
@@ -83,10 +83,9 @@ pub(crate) fn modification_changed(
         conn.prepare_cached(
             "INSERT INTO notifications (id, merchant_id, payment_id, object_type, object_id, modification_id, origin,
                  status, reconciliation_reference_id, created_at_ms, state, next_attempt_at_ms, retry_from_ms)
-             SELECT ?1, m.merchant_id, m.payment_id, 'refund', m.id, m.modification_id, ?2, ?3,
-                 p.reconciliation_reference_id, ?4, 'PENDING', ?4, ?4
-             FROM modifications m JOIN payments p ON p.id = m.payment_id
-                 JOIN notification_settings s ON s.merchant_id = m.merchant_id
+             SELECT ?1, m.merchant_id, m.payment_id, 'refund', m.modification_id, m.modification_id, ?2, ?3,
+                 m.reconciliation_reference_id, ?4, 'PENDING', ?4, ?4
+             FROM modifications m JOIN notification_settings s ON s.merchant_id = m.merchant_id
              WHERE m.id = ?5",
         )
         .and_then(|mut s| s.execute(params![event_id(), origin.as_str(), status.as_str(), at.0, pk]))

@@ -12,6 +12,15 @@ mod modifications_cli;
 mod modifications_crash;
 mod modifications_crash_loop;
 mod modifications_rig;
+mod notifications_canary;
+mod notifications_cli;
+mod pending;
+mod pending_crash;
+mod pending_rig;
+mod vault_canary;
+mod vault_keys;
+mod vault_rig;
+mod vault_rotation;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
