@@ -117,6 +117,15 @@ pub struct SqliteStore {
     next_reader: AtomicUsize,
     stats: Arc<StoreStats>,
     path: PathBuf,
+    /// Tells the checkpoint thread to stop (set when the store is dropped; the writer thread
+    /// stops by itself when its channel closes).
+    closing: Arc<AtomicBool>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.closing.store(true, Ordering::Relaxed);
+    }
 }
 
 pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
@@ -173,9 +182,11 @@ impl SqliteStore {
         let checkpointer = open_conn(&options.path, false)?;
         let wal_lagging = Arc::new(AtomicBool::new(false));
         let lag = wal_lagging.clone();
+        let closing = Arc::new(AtomicBool::new(false));
+        let stop = closing.clone();
         std::thread::Builder::new()
             .name("smartpay-store-checkpoint".into())
-            .spawn(move || checkpoint_loop(&checkpointer, &lag))
+            .spawn(move || checkpoint_loop(checkpointer, &lag, &stop))
             .map_err(|e| StoreError::Internal(format!("spawn checkpointer: {e}")))?;
         let stats = Arc::new(StoreStats::default());
         let (tx, rx) = mpsc::unbounded_channel::<Box<dyn Job>>();
@@ -185,7 +196,7 @@ impl SqliteStore {
             .name("smartpay-store-writer".into())
             .spawn(move || writer_loop(writer_conn, rx, max_batch, &thread_stats, &wal_lagging))
             .map_err(|e| StoreError::Internal(format!("spawn writer: {e}")))?;
-        Ok(SqliteStore { writer: tx, readers, next_reader: AtomicUsize::new(0), stats, path: options.path })
+        Ok(SqliteStore { writer: tx, readers, next_reader: AtomicUsize::new(0), stats, path: options.path, closing })
     }
 
     /// The database file.
@@ -233,9 +244,13 @@ const WAL_FRAMES_LIMIT: i64 = 4096;
 /// background checkpoint never catches up with the last frames, and the WAL only restarts
 /// once every frame is copied: when it grows past `WAL_FRAMES_LIMIT` the writer is asked to
 /// finish the (by then small) remainder between two batches, which bounds the WAL.
-fn checkpoint_loop(conn: &Connection, lagging: &AtomicBool) {
-    loop {
+/// Stops (closing its connection) once the store is dropped.
+fn checkpoint_loop(conn: Connection, lagging: &AtomicBool, closing: &AtomicBool) {
+    while !closing.load(Ordering::Relaxed) {
         std::thread::sleep(std::time::Duration::from_millis(100));
+        if closing.load(Ordering::Relaxed) {
+            break;
+        }
         let r: rusqlite::Result<(i64, i64, i64)> =
             conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)));
         match r {

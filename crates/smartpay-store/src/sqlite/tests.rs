@@ -411,3 +411,35 @@ async fn facts_are_recorded_without_a_status_change() {
         "a payment that moved on is left alone"
     );
 }
+
+/// Threads of this process whose name starts with `prefix` (Linux: /proc/self/task/*/comm,
+/// names cut at 15 bytes).
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(Result::ok)
+                .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix)))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_dropped_store_stops_its_threads_and_closes_its_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = threads_named("smartpay-store");
+    let store = open(&dir);
+    merchant(&store, "m1").await;
+    assert_eq!(threads_named("smartpay-store"), before + 2, "a writer and a checkpointer");
+    drop(store);
+    let mut left = usize::MAX;
+    for _ in 0..100 {
+        left = threads_named("smartpay-store");
+        if left == before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(left, before, "the store's threads outlive it");
+}
