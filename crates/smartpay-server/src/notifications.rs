@@ -19,7 +19,6 @@ use crate::error::{ApiError, ErrorCode, Problem};
 
 /// Notifications claimed per pass, and how long a claim holds.
 const BATCH: u32 = 16;
-const LEASE_MS: i64 = 300_000;
 /// The attempt error of a notification whose merchant removed its endpoint (given up at once).
 const ENDPOINT_REMOVED: &str = "endpoint_removed";
 /// Attempts made at once.
@@ -210,7 +209,9 @@ async fn secrets(state: &AppState, merchant_id: &str) -> Result<Vec<Zeroizing<Ve
 /// One pass: attempts every due notification once. Returns how many were attempted.
 pub async fn deliver_due(state: &AppState) -> Result<usize, StoreError> {
     use futures_util::StreamExt;
-    let due = state.store.claim_notifications(state.now(), LEASE_MS, BATCH).await?;
+    // Two rounds of attempts, each bounded by three timeouts, with room to spare.
+    let lease = i64::try_from(state.config.notification_timeout_ms.saturating_mul(8).max(30_000)).unwrap_or(300_000);
+    let due = state.store.claim_notifications(state.now(), lease, BATCH).await?;
     let n = due.len();
     let results: Vec<Result<(), StoreError>> =
         futures_util::stream::iter(due).map(|n| attempt(state, n)).buffer_unordered(CONCURRENCY).collect().await;

@@ -25,19 +25,26 @@ pub fn spawn(state: Arc<AppState>, stop: watch::Receiver<bool>) -> Vec<tokio::ta
 
 /// Jobs claimed per pass, how long a claim holds before another worker may take the job, and
 /// how many run at once.
-/// A claim holds its jobs long enough for the whole batch to run at the worst provider latency
-/// (two rounds of the concurrency at the provider timeout), and a lost lease cannot undo the
-/// work of the worker that took the job over (lease tokens).
+/// Jobs claimed per pass and how many run at once. A claim holds its jobs long enough for the
+/// whole batch to run at the worst provider latency (two rounds at the provider timeout, with
+/// room to spare: [`job_lease_ms`]), and a lost lease cannot undo the work of the worker that
+/// took the job over (lease tokens).
 const JOB_BATCH: u32 = 16;
-const JOB_LEASE_MS: i64 = 300_000;
 const JOB_CONCURRENCY: usize = 8;
+
+/// How long a claim holds its jobs: four provider timeouts, at least 30 s, at most 5 min. A
+/// crashed worker's jobs are taken over after this.
+pub fn job_lease_ms(state: &AppState) -> i64 {
+    let ms = state.config.provider_timeout_ms.saturating_mul(4).clamp(30_000, 300_000);
+    i64::try_from(ms).unwrap_or(300_000)
+}
 
 /// One pass over the due jobs: delayed captures, automatic cancellations, sandbox settlements
 /// and pending resolution (`crate::resolve`). A scheduled modification that fails runs again
 /// later (backoff doubling from 1 s, at most 10 min); pending resolution sets its own schedule.
 pub async fn run_jobs_once(state: &AppState) -> Result<usize, smartpay_store::StoreError> {
     use futures_util::StreamExt;
-    let jobs = state.store.claim_due_jobs(state.now(), JOB_LEASE_MS, JOB_BATCH).await?;
+    let jobs = state.store.claim_due_jobs(state.now(), job_lease_ms(state), JOB_BATCH).await?;
     let n = jobs.len();
     let results: Vec<Result<(), smartpay_store::StoreError>> = futures_util::stream::iter(jobs)
         .map(|job| run_job(state, job))

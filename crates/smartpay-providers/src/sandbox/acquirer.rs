@@ -435,7 +435,9 @@ async fn modify(
         "captures" if a.behaviour == Behaviour::CaptureFails => Some("capture_failed"),
         "refunds" if exceeds(a.refunded, a.captured) => Some("amount_exceeds_captured"),
         "refunds" if a.behaviour == Behaviour::RefundFails => Some("refund_failed"),
-        "cancellations" if a.status != "AUTHORIZED" || a.captured > 0 || a.cancelled => Some("not_cancellable"),
+        // An undecided authorization (a challenge nobody completed, a pending one) can be
+        // voided too: the gateway gave up on it, and a late approval must not authorize it.
+        "cancellations" if a.status == "DECLINED" || a.captured > 0 || a.cancelled => Some("not_cancellable"),
         _ => None,
     };
     if failure.is_none() {
@@ -443,7 +445,13 @@ async fn modify(
         match kind {
             "captures" => a.captured = a.captured.saturating_add(req.amount),
             "refunds" => a.refunded = a.refunded.saturating_add(req.amount),
-            _ => a.cancelled = true,
+            _ => {
+                a.cancelled = true;
+                if matches!(a.status, "CHALLENGE" | "PENDING") {
+                    a.status = "DECLINED";
+                    a.decline_code = Some("cancelled");
+                }
+            }
         }
     }
     let m = wire::Modification {

@@ -89,35 +89,56 @@ fn decide_challenge(challenge_url: &str, decision: &str) -> u16 {
     raw[9..12].parse().unwrap()
 }
 
+/// When SmartPay gives up on a challenge or an approval page it records `AUTHORIZATION_FAILED`
+/// and voids the authorization at the provider: a shopper who approves later leaves nothing
+/// there that SmartPay calls failed and nobody would capture or release.
 #[test]
-fn an_abandoned_challenge_ends_failed_on_its_own_and_stays_failed_at_the_acquirer() {
-    let rig = PendingRig::new("Challenge shop", 300);
+fn abandoned_challenges_and_approval_pages_end_failed_and_stay_failed_at_the_provider() {
+    let rig = PendingRig::new("Abandoned shop", 300);
     let server = rig.start_with(None, &[("SMARTPAY_CHALLENGE_DEADLINE_SECONDS", "1")]);
     let (b, m) = (server.base.as_str(), &rig.merchant);
-    let paid = pay_card(b, m, "4000000000003220", "737", None);
-    let v = paid.json();
-    assert_eq!((paid.http, v["transactionStatus"].as_str()), (200, Some("AUTHORIZATION_PENDING")), "{v}");
+    let card = pay_card(b, m, "4000000000003220", "737", None);
+    let v = card.json();
+    assert_eq!((card.http, v["transactionStatus"].as_str()), (200, Some("AUTHORIZATION_PENDING")), "{v}");
     let challenge = v["challengeUrl"].as_str().unwrap_or_else(|| panic!("no challenge: {v}")).to_owned();
+    let (payu, order) = pay_payu(b, m);
 
-    // The shopper never completes it: SmartPay ends it after the challenge deadline.
-    let last = rig.receiver.wait_final(&[&paid.id], SETTLE).remove(0);
-    last.assert_well_formed(&[&rig.secret]);
-    assert_eq!(last.status(), "AUTHORIZATION_FAILED", "{:?}", last.json());
-    assert_eq!(last.json()["origin"], "automated");
-    let status = rig.status(b, &paid.id);
-    assert_eq!(status["paymentStatus"], "AUTHORIZATION_FAILED", "{status}");
-    assert_eq!(status["declineReason"], "payment_provider_authentication_abandoned", "{status}");
+    // The shopper never completes either: SmartPay ends both after the challenge deadline.
+    let finals = rig.receiver.wait_final(&[&card.id, &payu.id], SETTLE);
+    for (id, last) in [&card.id, &payu.id].into_iter().zip(&finals) {
+        last.assert_well_formed(&[&rig.secret]);
+        assert_eq!(last.status(), "AUTHORIZATION_FAILED", "{id}: {:?}", last.json());
+        assert_eq!(last.json()["origin"], "automated", "{id}");
+        let status = rig.status(b, id);
+        assert_eq!(status["paymentStatus"], "AUTHORIZATION_FAILED", "{status}");
+        assert_eq!(status["declineReason"], "payment_provider_authentication_abandoned", "{status}");
+    }
 
-    // The shopper comes back late and approves at the bank. SmartPay said failed, so the
-    // acquirer must not hold an authorization for it (nothing would ever capture or release it).
+    // The shoppers come back late and approve. SmartPay said failed, so no provider may hold an
+    // authorization for them (nothing would ever capture or release it).
     let answered = decide_challenge(&challenge, "approve");
-    let at_acquirer = rig.acquirer.by_key("/v1/authorizations?idempotencyKey=", &paid.id);
+    let at_acquirer = rig.acquirer.by_key("/v1/authorizations?idempotencyKey=", &card.id);
     let holds = at_acquirer.as_ref().is_some_and(|a| a["status"] == "AUTHORIZED" && a["cancelled"] != true);
     assert!(
         !holds,
         "SmartPay reports AUTHORIZATION_FAILED (abandoned) but the acquirer authorized the late challenge \
          (challenge page answered {answered}): {at_acquirer:?}"
     );
-    assert_eq!(rig.status(b, &paid.id)["paymentStatus"], "AUTHORIZATION_FAILED");
+    rig.payu_decide(&order, true);
+    let deadline = std::time::Instant::now() + SETTLE;
+    let at_payu = loop {
+        let o = rig.payu.by_key("/api/v2_1/orders?extOrderId=", &payu.id).unwrap();
+        if o["status"] != "PENDING" || std::time::Instant::now() > deadline {
+            break o;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        !matches!(at_payu["status"].as_str(), Some("WAITING_FOR_CONFIRMATION" | "COMPLETED")),
+        "SmartPay reports AUTHORIZATION_FAILED (abandoned) but PayU authorized the late approval: {at_payu}"
+    );
+    for id in [&card.id, &payu.id] {
+        assert_eq!(rig.status(b, id)["paymentStatus"], "AUTHORIZATION_FAILED");
+    }
     assert!(server.terminate().success());
 }

@@ -193,7 +193,8 @@ impl Order {
 
     /// Applies a new modification under the money rules: captures only of an authorized,
     /// uncancelled order and within its amount; refunds within the captured amount (pending ones
-    /// counted); cancellations only of an authorized order nothing was captured of.
+    /// counted); cancellations of any order nothing was captured of (an undecided one is
+    /// declined by it).
     pub fn modify(
         &mut self,
         kind: Kind,
@@ -208,7 +209,11 @@ impl Order {
             Kind::Capture if !authorized => Some("not_authorized"),
             Kind::Capture if exceeds(self.captured, self.amount) => Some("amount_exceeds_authorized"),
             Kind::Refund if exceeds(self.refunds(false), self.captured) => Some("amount_exceeds_captured"),
-            Kind::Cancellation if !authorized || self.captured > 0 => Some("not_cancellable"),
+            // An order the shopper has not decided (or that is not confirmed yet) can be
+            // cancelled too: the gateway gave up on it, and a late approval must not count.
+            Kind::Cancellation if self.decision == Decision::Declined || self.cancelled || self.captured > 0 => {
+                Some("not_cancellable")
+            }
             _ => None,
         };
         let done = match (failure, kind) {
@@ -221,6 +226,9 @@ impl Order {
             (None, Kind::Refund) => Done::SettlesAt(Instant::now() + refund_delay),
             (None, Kind::Cancellation) => {
                 self.cancelled = true;
+                if self.decision == Decision::Open {
+                    self.decision = Decision::Declined;
+                }
                 Done::Succeeded
             }
         };
