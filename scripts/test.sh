@@ -51,7 +51,7 @@ fi
 
 echo "== browser tests (headless Chromium; screenshots in test-artifacts/browser/)"
 cargo build -p smartpay
-(cd tests/browser && WIDGET_TEST_BINARY="$PWD/../../target/debug/smartpay" node --test --test-concurrency=1 widget.test.mjs payu.test.mjs)
+(cd tests/browser && WIDGET_TEST_BINARY="$PWD/../../target/debug/smartpay" node --test --test-concurrency=1 widget.test.mjs payu.test.mjs vault.test.mjs)
 
 echo "== schemathesis (merchant API and token endpoint against /openapi.json; report in test-artifacts/schemathesis/)"
 ST_BINARY="$PWD/target/debug/smartpay" bash scripts/schemathesis.sh

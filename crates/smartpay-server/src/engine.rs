@@ -279,7 +279,11 @@ async fn store_for_payment(
         .await?
         .ok_or(ApiError::NotFound)?;
     let token = state.vault.open_token(&option).map_err(|_| ApiError::VaultUnavailable)?;
-    let facts = PaymentUpdate { stored_option_reference: Some(option.reference.clone()), ..Default::default() };
+    let facts = PaymentUpdate {
+        stored_option_reference: Some(option.reference.clone()),
+        new_option_reference: stored.created.then(|| option.reference.clone()),
+        ..Default::default()
+    };
     record_facts(state, payment, facts).await?;
     let expiry = Expiry { month: option.expiry_month, year: option.expiry_year };
     Ok((token, expiry, option.reference, stored.created))
@@ -406,6 +410,7 @@ pub(crate) async fn record_authorization(
         }
         AuthorizeOutcome::Declined { reference, reason } => {
             tracing::info!(transaction_id = %payment.id, reason = reason.code(), "authorization declined");
+            forget_new_option(state, payment).await?;
             let update = PaymentUpdate {
                 reconciliation_reference_id: reference,
                 decline_code: Some(reason.code().to_owned()),
@@ -440,6 +445,15 @@ pub(crate) async fn record_authorization(
             Ok(answer(pending, None, "result:pending"))
         }
     }
+}
+
+/// A card this payment stored is not kept when its authorization fails (a decline after a
+/// challenge or a pending answer, a deadline); an option stored before stays.
+pub(crate) async fn forget_new_option(state: &AppState, payment: &Payment) -> Result<(), ApiError> {
+    if let (Some(reference), Some(account)) = (&payment.new_option_reference, &payment.customer_account_id) {
+        state.store.delete_payment_option(&payment.merchant_id, account, reference).await?;
+    }
+    Ok(())
 }
 
 /// Writes facts without a status change (a pending payment stays pending).

@@ -206,6 +206,7 @@ async fn fail(state: &AppState, payment: &Payment, code: &str) -> Result<Resolut
             tracing::info!(transaction_id = %payment.id, "the provider's authorization was released at the deadline");
         }
     }
+    crate::engine::forget_new_option(state, payment).await?;
     let update = PaymentUpdate {
         decline_code: Some(code.to_owned()),
         challenge_url: Some(None),

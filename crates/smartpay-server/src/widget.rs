@@ -154,6 +154,9 @@ pub struct FrameView<'a> {
     pub mode: &'a str,
     /// `ERR_CONFIG` when the frame must not be used, else empty.
     pub error: &'a str,
+    /// The vault journey (reference §1.2): `GUEST` (no `customerAccountId`) or `REGISTERED`
+    /// (the frame then loads the account's stored options from `/widget/api/options`).
+    pub journey: &'a str,
 }
 
 impl FrameView<'_> {
@@ -171,7 +174,8 @@ pub struct HostedView<'a> {
     pub token: &'a str,
     /// Where to send the shopper afterwards (already checked against the merchant's origins), or empty.
     pub return_url: &'a str,
-    /// `de-DE` or `en-US`.
+    /// `de-DE` or `en-US` when the link named a culture; empty lets the frame choose (the
+    /// checkout's `consumer.culture`, then the browser's language).
     pub culture: &'a str,
     /// SmartPay's own origin.
     pub origin: &'a str,
@@ -234,6 +238,7 @@ mod tests {
             status: "CREATED",
             mode,
             error: "",
+            journey: "REGISTERED",
         })
     }
 
@@ -250,6 +255,7 @@ mod tests {
             "data-status=\"CREATED\"",
             "data-mode=\"full\"",
             "data-error=\"\"",
+            "data-journey=\"REGISTERED\"",
             "<p class=\"smp-merchant\">Shop &#38; Co</p>",
             "<p class=\"smp-description\">Order 42</p>",
             "id=\"card-form\"",

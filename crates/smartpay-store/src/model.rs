@@ -195,6 +195,9 @@ pub struct Payment {
     pub challenge_url: Option<String>,
     /// The stored payment option the payment was made with.
     pub stored_option_reference: Option<String>,
+    /// The option this payment stored (the shopper ticked "store"): removed again when the
+    /// authorization fails.
+    pub new_option_reference: Option<String>,
     /// `consumer.culture` (or `businessConsumer.culture`) of the checkout: the widget's language
     /// when the page passes none.
     pub culture: Option<String>,
@@ -477,6 +480,8 @@ pub struct PaymentUpdate {
     pub schedule: Vec<(JobKind, Millis)>,
     /// The stored payment option the payment is made with.
     pub stored_option_reference: Option<String>,
+    /// The option the payment stored (see [`Payment::new_option_reference`]).
+    pub new_option_reference: Option<String>,
     /// Who caused the change (for the notifications it writes).
     pub origin: EventOrigin,
 }

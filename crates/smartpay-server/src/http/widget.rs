@@ -112,17 +112,35 @@ fn page(html: String, frame_ancestors: &str) -> Response {
 pub struct FrameQuery {
     t: Option<String>,
     origin: Option<String>,
+    /// The `culture` the merchant's page passed to `renderWidget`, if any.
     culture: Option<String>,
+    /// The browser's language (`navigator.language`), sent by the loader.
+    lang: Option<String>,
     mode: Option<String>,
 }
 
-fn culture_of(requested: Option<&str>, stored: Option<&str>) -> &'static str {
-    let pick = requested.or(stored).unwrap_or("en-US").to_ascii_lowercase();
-    if pick.starts_with("de") { "de-DE" } else { "en-US" }
+/// The widget's language (CONTRACT §9): the culture the page passed, else the checkout's
+/// `consumer.culture`, else the browser's language, else `en-US`. The first one given decides;
+/// a language without texts here falls back to `en-US` (reference §3.17).
+fn culture_of(requested: Option<&str>, consumer: Option<&str>, browser: Option<&str>) -> &'static str {
+    let pick = [requested, consumer, browser]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|c| !c.is_empty())
+        .unwrap_or("en-US")
+        .to_ascii_lowercase();
+    if pick == "de" || pick.starts_with("de-") || pick.starts_with("de_") { "de-DE" } else { "en-US" }
+}
+
+/// The vault journey a checkout starts on (reference §1.2): `REGISTERED` with a
+/// `customerAccountId`, else `GUEST`.
+fn journey_of(payment: &smartpay_store::Payment) -> &'static str {
+    if payment.customer_account_id.is_some() { "REGISTERED" } else { "GUEST" }
 }
 
 /// `/widget/frame`: the card fields. Embeddable only by the merchant's registered origins.
-#[utoipa::path(get, path = "/widget/frame", tag = "Widget", description = "The card frame the loader embeds. Its CSP allows only the merchant's registered origins as ancestors; an unknown token or an unregistered `origin` gets a frame that reports `ERR_CONFIG`. It offers cards, and `PAYU` where sandbox PayU is enabled.", params(("t" = String, Query, description = "checkoutToken"), ("origin" = String, Query, description = "Origin of the embedding page"), ("culture" = Option<String>, Query, description = "de-DE or en-US"), ("mode" = Option<String>, Query, description = "full (selector) or confirm (selection, multi-page)")), responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
+#[utoipa::path(get, path = "/widget/frame", tag = "Widget", description = "The card frame the loader embeds. Its CSP allows only the merchant's registered origins as ancestors; an unknown token or an unregistered `origin` gets a frame that reports `ERR_CONFIG`. It offers cards, and `PAYU` where sandbox PayU is enabled.", params(("t" = String, Query, description = "checkoutToken"), ("origin" = String, Query, description = "Origin of the embedding page"), ("culture" = Option<String>, Query, description = "The culture the page passed (de-DE or en-US); without it the checkout's consumer.culture, then `lang`, then en-US"), ("lang" = Option<String>, Query, description = "The browser's language"), ("mode" = Option<String>, Query, description = "full (selector) or confirm (selection, multi-page)")), responses((status = 200, description = "HTML", body = String, content_type = "text/html")))]
 pub async fn frame(State(state): State<Arc<AppState>>, Query(q): Query<FrameQuery>) -> Response {
     let token = q.t.unwrap_or_default();
     let (payment, error) = match engine::checkout_for_token(&state, &token).await {
@@ -136,6 +154,7 @@ pub async fn frame(State(state): State<Arc<AppState>>, Query(q): Query<FrameQuer
         _ => Some("ERR_CONFIG"),
     });
     let ancestors = if allowed.is_empty() { "'none'".to_owned() } else { allowed.join(" ") };
+    let browser = q.lang.as_deref();
     let (amount, currency, description, status, culture, merchant) = match &payment {
         Some(p) => {
             let exponent = smartpay_domain::Currency::from_code(&p.currency).map_or(2, |c| c.exponent());
@@ -146,7 +165,7 @@ pub async fn frame(State(state): State<Arc<AppState>>, Query(q): Query<FrameQuer
                 p.currency.clone(),
                 p.description.clone(),
                 p.status.as_str().to_owned(),
-                culture_of(q.culture.as_deref(), None),
+                culture_of(q.culture.as_deref(), p.culture.as_deref(), browser),
                 merchant,
             )
         }
@@ -155,9 +174,13 @@ pub async fn frame(State(state): State<Arc<AppState>>, Query(q): Query<FrameQuer
             String::new(),
             String::new(),
             String::new(),
-            culture_of(q.culture.as_deref(), None),
+            culture_of(q.culture.as_deref(), None, browser),
             String::new(),
         ),
+    };
+    let journey = match (&payment, error) {
+        (Some(p), None) => journey_of(p),
+        _ => "GUEST",
     };
     let methods = if error.is_none() && status == "CREATED" { redirect_methods(&state) } else { Vec::new() };
     let html = widget::render_frame(&widget::FrameView {
@@ -171,6 +194,7 @@ pub async fn frame(State(state): State<Arc<AppState>>, Query(q): Query<FrameQuer
         status: &status,
         mode: q.mode.as_deref().unwrap_or("full"),
         error: error.unwrap_or(""),
+        journey,
     });
     page(offer_methods(html, &methods), &ancestors)
 }
@@ -213,6 +237,19 @@ fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let own = widget::normalize_origin(state.public_base());
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).and_then(widget::normalize_origin);
     if origin.is_some() && origin == own { Ok(()) } else { Err(ApiError::ForbiddenOrigin) }
+}
+
+/// [`same_origin`] for the frame's reads: browsers send no `Origin` with a same-origin `GET`,
+/// but they do send `Sec-Fetch-Site: same-origin` (a header pages cannot set). An `Origin`
+/// that is sent must still be this server's.
+fn same_origin_read(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if same_site_read(headers) { Ok(()) } else { same_origin(state, headers) }
+}
+
+/// A request without `Origin` that the browser marks as coming from this very origin.
+fn same_site_read(headers: &HeaderMap) -> bool {
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    !headers.contains_key(header::ORIGIN) && site == Some("same-origin")
 }
 
 fn token_of(headers: &HeaderMap) -> Result<String, ApiError> {
@@ -265,17 +302,27 @@ pub struct VaultView {
 /// `GET /widget/api/options`: the checkout's journey and stored options.
 #[utoipa::path(get, path = "/widget/api/options", tag = "Widget", description = "The checkout's vault journey (GUEST or REGISTERED) and its account's stored options (masked), for the card frame (same origin only).", params(("X-Checkout-Token" = String, Header, description = "The checkout token")), responses((status = 200, description = "Journey and options", body = VaultView), (status = 401, description = "Checkout expired", body = smartpay_api_types::ErrorBody), (status = 403, description = "Not called from SmartPay's own origin", body = smartpay_api_types::ErrorBody), (status = 404, description = "Unknown checkout token", body = smartpay_api_types::ErrorBody)))]
 pub async fn options(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    same_origin(&state, &headers)?;
+    same_origin_read(&state, &headers)?;
     let token = token_of(&headers)?;
     let payment = engine::checkout_for_token(&state, &token).await?;
     let Some(account) = payment.customer_account_id.as_deref() else {
-        return Ok(no_store(VaultView { journey: "GUEST", options: Vec::new(), can_store: false, vault_unavailable: false }));
+        return Ok(no_store(VaultView {
+            journey: "GUEST",
+            options: Vec::new(),
+            can_store: false,
+            vault_unavailable: false,
+        }));
     };
     match crate::accounts::list(&state, &payment.merchant_id, account).await {
-        Ok(options) => Ok(no_store(VaultView { journey: "REGISTERED", options, can_store: true, vault_unavailable: false })),
-        Err(ApiError::VaultUnavailable) => {
-            Ok(no_store(VaultView { journey: "REGISTERED", options: Vec::new(), can_store: false, vault_unavailable: true }))
+        Ok(options) => {
+            Ok(no_store(VaultView { journey: "REGISTERED", options, can_store: true, vault_unavailable: false }))
         }
+        Err(ApiError::VaultUnavailable) => Ok(no_store(VaultView {
+            journey: "REGISTERED",
+            options: Vec::new(),
+            can_store: false,
+            vault_unavailable: true,
+        })),
         Err(e) => Err(e),
     }
 }
@@ -374,7 +421,9 @@ pub async fn hosted(
     let html = widget::render_hosted(&widget::HostedView {
         token: if known { &token } else { "" },
         return_url: return_url.as_deref().unwrap_or(""),
-        culture: culture_of(q.culture.as_deref(), None),
+        // Only a culture the link names: without one the frame picks the checkout's
+        // `consumer.culture`, then the browser's language.
+        culture: q.culture.as_deref().map(|c| culture_of(Some(c), None, None)).unwrap_or(""),
         origin: own_origin.as_deref().unwrap_or(""),
     });
     let mut r = page(html, "'none'");
@@ -480,7 +529,11 @@ mod tests {
     use super::*;
 
     fn frame(description: &str) -> String {
-        widget::render_frame(&widget::FrameView {
+        widget::render_frame(&frame_view(description))
+    }
+
+    fn frame_view(description: &str) -> widget::FrameView<'_> {
+        widget::FrameView {
             token: "tok_123",
             parent_origin: "https://shop.example",
             culture: "en-US",
@@ -491,7 +544,8 @@ mod tests {
             status: "CREATED",
             mode: "full",
             error: "",
-        })
+            journey: "GUEST",
+        }
     }
 
     #[test]
@@ -500,6 +554,43 @@ mod tests {
         let html = offer_methods(frame("x"), &["PAYU"]);
         assert!(html.contains("data-error=\"\" data-methods=\"CARDS PAYU\">"), "{html}");
         assert_eq!(html.matches("data-methods=").count(), 1);
+    }
+
+    #[test]
+    fn the_page_culture_wins_then_the_consumer_culture_then_the_browser_then_english() {
+        assert_eq!(culture_of(Some("en-US"), Some("de-DE"), Some("de")), "en-US");
+        assert_eq!(culture_of(None, Some("de-DE"), Some("en-GB")), "de-DE");
+        assert_eq!(culture_of(None, Some("de-AT"), None), "de-DE");
+        assert_eq!(culture_of(None, Some("en-GB"), Some("de-DE")), "en-US", "the consumer's culture decides");
+        assert_eq!(culture_of(None, None, Some("de")), "de-DE");
+        assert_eq!(culture_of(Some(""), Some(" "), Some("de-CH")), "de-DE", "empty values are not given");
+        assert_eq!(culture_of(None, None, None), "en-US");
+        assert_eq!(culture_of(Some("fr-FR"), Some("de-DE"), None), "en-US", "no French texts: English");
+        assert_eq!(culture_of(None, None, Some("dessert")), "en-US");
+    }
+
+    #[test]
+    fn a_read_without_origin_passes_only_when_the_browser_says_same_origin() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(same_site_read(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!same_site_read(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(!same_site_read(&headers(&[("sec-fetch-site", "same-site")])));
+        assert!(!same_site_read(&headers(&[])));
+        // An Origin that is sent is checked as for every other call.
+        assert!(!same_site_read(&headers(&[("sec-fetch-site", "same-origin"), ("origin", "https://evil.example")])));
+    }
+
+    #[test]
+    fn the_journey_follows_the_customer_account() {
+        let html = widget::render_frame(&widget::FrameView { journey: "REGISTERED", ..frame_view("x") });
+        assert!(html.contains("data-journey=\"REGISTERED\""), "{html}");
+        assert!(frame("x").contains("data-journey=\"GUEST\""));
     }
 
     #[test]

@@ -56,5 +56,7 @@ CREATE TABLE vault_rotations (
     finished_at_ms INTEGER
 );
 
--- A payment made with a stored option, and a shopper's request to store the card entered.
+-- A payment made with a stored option; and the option the payment itself stored (removed again
+-- when the authorization fails).
 ALTER TABLE payments ADD COLUMN stored_option_reference TEXT;
+ALTER TABLE payments ADD COLUMN new_option_reference TEXT;

@@ -216,7 +216,7 @@ fn create_checkout_tx(conn: &Connection, c: &NewCheckout) -> Result<CreateOutcom
 const PAYMENT_COLUMNS: &str =
     "id, merchant_id, status, amount_minor, currency, description, partner_reference, customer_account_id,
     external_order_reference, custom_references, payment_method, reconciliation_reference_id, mit,
-    created_at_ms, last_status_at_ms, expires_at_ms, identity_subject, provider, attempts, decline_code, challenge_url, review_reason, stored_option_reference, culture";
+    created_at_ms, last_status_at_ms, expires_at_ms, identity_subject, provider, attempts, decline_code, challenge_url, review_reason, stored_option_reference, culture, new_option_reference";
 
 pub(crate) fn read_payment(conn: &Connection, merchant_id: &str, id: &str) -> Result<Option<Payment>, StoreError> {
     read_payment_where(conn, "id = ?1 AND merchant_id = ?2", params![id, merchant_id])
@@ -254,6 +254,7 @@ fn read_payment_where(
                         review_reason: r.get(21)?,
                         stored_option_reference: r.get(22)?,
                         culture: r.get(23)?,
+                        new_option_reference: r.get(24)?,
                         created_at: Millis(r.get(13)?),
                         last_status_at: Millis(r.get(14)?),
                         expires_at: Millis(r.get(15)?),
@@ -327,6 +328,7 @@ pub(crate) fn apply_events_tx(
                 decline_code = COALESCE(?6, decline_code),
                 challenge_url = CASE WHEN ?7 THEN ?8 ELSE challenge_url END,
                 stored_option_reference = COALESCE(?13, stored_option_reference),
+                new_option_reference = COALESCE(?14, new_option_reference),
                 attempts = attempts + (?11 IS NOT NULL)
              WHERE id = ?9 AND status = ?10 AND (?11 IS NULL OR attempts < ?11)",
         )
@@ -344,7 +346,8 @@ pub(crate) fn apply_events_tx(
                 from.as_str(),
                 u.attempt_cap,
                 events.is_empty(),
-                u.stored_option_reference
+                u.stored_option_reference,
+                u.new_option_reference
             ])
         })
         .map_err(map_err)?;
