@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this script).
-#   scripts/test.sh            format check, clippy, cargo deny, every test of the workspace,
-#                              the browser tests, then schemathesis against the API
+#   scripts/test.sh            format check, clippy, cargo deny, every test of the workspace
+#                              (the store contract suite on SQLite and PostgreSQL), the API tests
+#                              once more on PostgreSQL, the browser tests, then schemathesis
 # Installs what the tests need that a fresh machine may lack. A missing dependency fails
 # the run; no test skips itself.
 set -euo pipefail
@@ -42,12 +43,23 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
+echo "== PostgreSQL for the store's contract suite and the API tests on PostgreSQL"
+bash scripts/postgres.sh
+export SMARTPAY_TEST_DATABASE_URL="${SMARTPAY_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast --test-threads 4
 else
   cargo test --workspace --no-fail-fast -- --test-threads 4
 fi
+
+echo "== the API tests again, each server on a PostgreSQL database of its own"
+# Left out: tests that read SQLite's own files (data-directory modes, canary scans of the
+# database files); the contract suite covers the stores' behaviour on both.
+SMARTPAY_API_TESTS_DATABASE_URL="$SMARTPAY_TEST_DATABASE_URL" cargo nextest run -p smartpay-server --test api \
+  --no-fail-fast --test-threads 4 \
+  -E 'not (test(=edge::the_data_directory_and_every_file_in_it_are_private) | test(/^vault::canary::/))'
 
 echo "== browser tests (headless Chromium; screenshots in test-artifacts/browser/)"
 cargo build -p smartpay

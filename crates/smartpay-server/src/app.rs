@@ -74,7 +74,20 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Opens the store and the key material named by `config`.
+/// Opens the store `config` names — PostgreSQL when `database_url` is set, else SQLite in the
+/// data directory — and the key material.
+pub async fn connect_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<ServerKeys>)> {
+    let Some(url) = &config.database_url else { return open_store(config) };
+    let create_key = config.mode == Mode::Sandbox && config.master_key_file.is_none();
+    let secrets =
+        ServerKeys::load_or_create(&config.master_key_path(), create_key).context("loading the master key")?;
+    let store = smartpay_store::PgStore::connect(url, config.database_max_connections)
+        .await
+        .context("connecting to database_url")?;
+    Ok((Arc::new(store), Arc::new(secrets)))
+}
+
+/// Opens the SQLite store in the data directory and the key material named by `config`.
 pub fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<ServerKeys>)> {
     let create_key = config.mode == Mode::Sandbox && config.master_key_file.is_none();
     let secrets =

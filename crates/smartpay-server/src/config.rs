@@ -29,6 +29,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the SQLite database (and, by default, the master key) live.
     pub data_dir: PathBuf,
+    /// `postgres://user@host:port/database`: store everything in PostgreSQL (several nodes may
+    /// share it) instead of the SQLite database in `data_dir`. Unset: SQLite.
+    pub database_url: Option<String>,
+    /// PostgreSQL connections per node.
+    pub database_max_connections: usize,
     /// The 256-bit master key file. Created in sandbox mode when missing; production mode
     /// requires it to exist.
     pub master_key_file: Option<PathBuf>,
@@ -173,6 +178,8 @@ impl Default for Config {
             mode: Mode::Sandbox,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("smartpay-data"),
+            database_url: None,
+            database_max_connections: 16,
             master_key_file: None,
             public_url: None,
             log_format: LogFormat::Text,
@@ -286,6 +293,10 @@ impl Config {
                 }
                 "LISTEN" => cfg.listen = value.parse().map_err(|_| bad("an address such as 127.0.0.1:8080"))?,
                 "DATA_DIR" => cfg.data_dir = PathBuf::from(value),
+                "DATABASE_URL" => cfg.database_url = Some(value).filter(|v| !v.is_empty()),
+                "DATABASE_MAX_CONNECTIONS" => {
+                    cfg.database_max_connections = usize::try_from(num(&value)?).map_err(|_| bad("too large"))?
+                }
                 "MASTER_KEY_FILE" => cfg.master_key_file = Some(PathBuf::from(value)),
                 "PUBLIC_URL" => cfg.public_url = Some(value),
                 "LOG_FORMAT" => {
@@ -464,6 +475,20 @@ impl Config {
         }
         if self.notification_timeout_ms == 0 {
             return Err(ConfigError::Invalid("notification_timeout_ms must be positive".into()));
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid("database_url must be a postgres:// URL".into()));
+        }
+        if self.database_url.is_some() && self.master_key_file.is_none() {
+            return Err(ConfigError::Invalid(
+                "database_url needs master_key_file: every node sharing the database must be given the same master key"
+                    .into(),
+            ));
+        }
+        if self.database_max_connections == 0 {
+            return Err(ConfigError::Invalid("database_max_connections must be positive".into()));
         }
         let sources = usize::from(self.vault_kek_file.is_some())
             + usize::from(self.vault_kek.is_some())

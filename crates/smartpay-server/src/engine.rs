@@ -272,7 +272,8 @@ async fn store_for_payment(
     method: &str,
 ) -> Result<(zeroize::Zeroizing<String>, Expiry, String, bool), ApiError> {
     let (number, expiry, holder) = (card.number.clone(), card.expiry, card.holder.clone());
-    let stored = crate::accounts::store_card(state, &payment.merchant_id, account, &number, method, expiry, holder).await?;
+    let stored =
+        crate::accounts::store_card(state, &payment.merchant_id, account, &number, method, expiry, holder).await?;
     let option = state
         .store
         .payment_option(&payment.merchant_id, account, &stored.view.reference)

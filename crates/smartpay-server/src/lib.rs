@@ -20,11 +20,11 @@ pub mod provision;
 pub mod resolve;
 pub mod secrets;
 pub mod telemetry;
-pub mod verify;
 pub mod vault;
+pub mod verify;
 pub mod view;
 pub mod widget;
 pub mod workers;
 
-pub use app::{AppState, Running, open_store, start};
+pub use app::{AppState, Running, connect_store, open_store, start};
 pub use config::{Config, LogFormat, Mode};

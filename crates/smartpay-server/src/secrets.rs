@@ -38,6 +38,7 @@ pub struct ServerKeys {
     fingerprint_key: Zeroizing<[u8; 32]>,
     /// The in-process sandbox acquirer's card-token key (its tokens survive restarts).
     acquirer_token_key: Zeroizing<[u8; 32]>,
+    sandbox_vault_kek: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for ServerKeys {
@@ -73,6 +74,7 @@ impl ServerKeys {
             seal: Aes256Gcm::new(seal_key.as_slice().into()),
             fingerprint_key: derive(master, "vault-fingerprint"),
             acquirer_token_key: derive(master, "sandbox-acquirer-token"),
+            sandbox_vault_kek: derive(master, "sandbox-vault-kek"),
         }
     }
 
@@ -104,6 +106,13 @@ impl ServerKeys {
     /// The vault's fingerprint key (keyed hash of card numbers, to find duplicates).
     pub fn vault_fingerprint_key(&self) -> Zeroizing<[u8; 32]> {
         self.fingerprint_key.clone()
+    }
+
+    /// The vault key of a sandbox on PostgreSQL without a configured one: derived from the master
+    /// key, so every node given the same master key has the same vault key (a key file in each
+    /// node's data directory would differ between nodes).
+    pub fn sandbox_vault_kek(&self) -> Zeroizing<[u8; 32]> {
+        self.sandbox_vault_kek.clone()
     }
 
     /// The key the in-process sandbox acquirer seals its card tokens with.

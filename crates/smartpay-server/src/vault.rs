@@ -68,9 +68,14 @@ fn sandbox_key_file(config: &Config) -> Result<KekSource, VaultUnavailable> {
 }
 
 /// The configured key ring (current key, and the previous one during a KEK rotation).
-pub fn load_ring(config: &Config) -> Result<KeyRing, VaultUnavailable> {
+pub fn load_ring(config: &Config, server_keys: &ServerKeys) -> Result<KeyRing, VaultUnavailable> {
     let source = match kek_source(config) {
         Some(s) => s,
+        // Several nodes share a PostgreSQL store: a key derived from the master key they share.
+        None if config.mode == Mode::Sandbox && config.database_url.is_some() => {
+            let key = server_keys.sandbox_vault_kek();
+            KekSource::Env(Zeroizing::new(key.iter().map(|b| format!("{b:02x}")).collect()))
+        }
         None if config.mode == Mode::Sandbox => sandbox_key_file(config)?,
         None => return Err(VaultUnavailable::NoKey),
     };
@@ -153,7 +158,7 @@ impl Vault {
     /// Loads and checks the vault's keys; an unavailable vault is logged, not fatal.
     pub async fn open(config: &Config, store: &dyn Store, server_keys: &ServerKeys, now: Millis) -> Vault {
         let keys = async {
-            let ring = check_ring(store, load_ring(config)?, now).await?;
+            let ring = check_ring(store, load_ring(config, server_keys)?, now).await?;
             let fingerprint = FingerprintKey::from_bytes(&server_keys.vault_fingerprint_key())
                 .map_err(|e| VaultUnavailable::BadKey(e.to_string()))?;
             Ok(Keys { ring, fingerprint })

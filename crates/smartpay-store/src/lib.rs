@@ -6,12 +6,14 @@
 //! transaction: a status change and its history row, a checkout and its idempotency claims.
 
 mod model;
+mod postgres;
 mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use model::*;
+pub use postgres::PgStore;
 pub use sqlite::{BATCH_BUCKETS, SqliteOptions, SqliteStore, StoreStats};
 
 /// Upper bounds of the group-commit batch-size buckets in [`StoreStats`].
@@ -154,7 +156,13 @@ pub trait Store: Send + Sync + 'static {
     fn complete_job(&self, id: i64, lease_token: &str) -> StoreFuture<'_, bool>;
     /// Runs the job again at `due_at` (at once if it was nudged while leased), keeping
     /// `last_error` for operators; `false` when the lease was lost.
-    fn retry_job(&self, id: i64, lease_token: &str, due_at: Millis, last_error: Option<String>) -> StoreFuture<'_, bool>;
+    fn retry_job(
+        &self,
+        id: i64,
+        lease_token: &str,
+        due_at: Millis,
+        last_error: Option<String>,
+    ) -> StoreFuture<'_, bool>;
     /// Brings a payment's pending-resolution jobs forward to `at` (a provider's notification
     /// or the shopper's return says something changed). `false` when it has none.
     fn poll_soon(&self, payment_id: &str, at: Millis) -> StoreFuture<'_, bool>;
@@ -268,7 +276,8 @@ pub trait Store: Send + Sync + 'static {
     /// The unfinished rotation, if any.
     fn open_rotation(&self) -> StoreFuture<'_, Option<Rotation>>;
     /// Starts a rotation; `Conflict` while another is unfinished.
-    fn start_rotation(&self, kind: RotationKind, from_kek: &str, to_kek: &str, at: Millis) -> StoreFuture<'_, Rotation>;
+    fn start_rotation(&self, kind: RotationKind, from_kek: &str, to_kek: &str, at: Millis)
+    -> StoreFuture<'_, Rotation>;
     fn finish_rotation(&self, id: i64, at: Millis) -> StoreFuture<'_, ()>;
 
     /// Group-commit figures, where the implementation batches writes.

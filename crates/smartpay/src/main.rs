@@ -60,6 +60,10 @@ enum Command {
     /// Check every stored payment against the money invariants; prints each violation and
     /// exits non-zero when there is one.
     Verify,
+    /// Apply pending schema migrations to the configured store (PostgreSQL with database_url,
+    /// else the SQLite database in the data directory) and print the schema version. Servers
+    /// also migrate when they start; this runs it ahead of a rolling upgrade.
+    Migrate,
     /// Run the sandbox acquirer as its own process (a fake card acquirer that survives the
     /// server's restarts); point the server at it with SMARTPAY_SANDBOX_ACQUIRER_URL and _KEY.
     SandboxAcquirer(AcquirerArgs),
@@ -395,6 +399,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys(cfg, cmd).await,
         Command::Payment(cmd) => payment(cfg, cmd).await,
         Command::Verify => verify(cfg).await,
+        Command::Migrate => {
+            let (store, _) = smartpay_server::connect_store(&cfg).await?;
+            store.ping().await?;
+            let which = if cfg.database_url.is_some() { "PostgreSQL" } else { "SQLite" };
+            println!("{which} store migrated to the current schema");
+            Ok(())
+        }
         Command::SandboxAcquirer(args) => sandbox_acquirer(cfg, args).await,
         Command::SandboxPayu(args) => sandbox_payu(cfg, args).await,
         Command::Notifications(cmd) => notifications(cfg, cmd).await,
@@ -403,7 +414,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn notifications(cfg: Config, cmd: NotificationsCmd) -> anyhow::Result<()> {
-    let (store, _) = smartpay_server::open_store(&cfg)?;
+    let (store, _) = smartpay_server::connect_store(&cfg).await?;
     let now = smartpay_domain::Millis::now();
     match cmd {
         NotificationsCmd::List { merchant, transaction, state, limit, json } => {
@@ -457,7 +468,7 @@ async fn notifications(cfg: Config, cmd: NotificationsCmd) -> anyhow::Result<()>
 }
 
 async fn pending(cfg: Config, limit: u32, json: bool) -> anyhow::Result<()> {
-    let (store, _) = smartpay_server::open_store(&cfg)?;
+    let (store, _) = smartpay_server::connect_store(&cfg).await?;
     let now = smartpay_domain::Millis::now();
     let jobs = store.jobs(&smartpay_store::JobKind::ALL, limit).await?;
     let flagged = store.flagged_payments(limit).await?;
@@ -539,7 +550,7 @@ async fn sandbox_payu(cfg: Config, args: PayuArgs) -> anyhow::Result<()> {
 }
 
 async fn payment(cfg: Config, cmd: PaymentCmd) -> anyhow::Result<()> {
-    let (store, _) = smartpay_server::open_store(&cfg)?;
+    let (store, _) = smartpay_server::connect_store(&cfg).await?;
     match cmd {
         PaymentCmd::Chargeback { transaction, merchant, amount, reason } => {
             let p = store
@@ -611,7 +622,7 @@ async fn sandbox_acquirer(cfg: Config, args: AcquirerArgs) -> anyhow::Result<()>
 }
 
 async fn verify(cfg: Config) -> anyhow::Result<()> {
-    let (store, _) = smartpay_server::open_store(&cfg)?;
+    let (store, _) = smartpay_server::connect_store(&cfg).await?;
     let report = smartpay_server::verify::verify_store(store.as_ref()).await?;
     for v in &report.violations {
         println!("{}  {}", v.transaction_id, v.problem);
@@ -621,8 +632,9 @@ async fn verify(cfg: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let signal = shutdown_signal();
     smartpay_server::telemetry::init(cfg.log_format, &cfg.log_level);
-    let (store, secrets) = smartpay_server::open_store(&cfg)?;
+    let (store, secrets) = smartpay_server::connect_store(&cfg).await?;
     if cfg.mode == Mode::Sandbox
         && cfg.bootstrap_sandbox_merchant
         && let Some(p) = provision::bootstrap_sandbox(store.as_ref(), &secrets).await?
@@ -636,7 +648,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     if running.state.config.sandbox_enabled() {
         println!("Demo shop: {base}/demo  (pay with 4111 1111 1111 1111, any future expiry, any CVC)");
     }
-    running.run_until(shutdown_signal()).await
+    running.run_until(signal).await
 }
 
 fn print_sandbox_banner(cfg: &Config, p: &provision::ProvisionedMerchant) {
@@ -649,26 +661,33 @@ fn print_sandbox_banner(cfg: &Config, p: &provision::ProvisionedMerchant) {
     println!("Try:  curl -u '{}:<authenticationKey>' {base}/payment/status/<transactionId>", p.merchant.id);
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers for SIGTERM at once — a signal that arrives while the server is still starting
+/// (its listener may already answer) must stop it gracefully, not kill it — and resolves when
+/// SIGTERM or Ctrl-C arrives.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            match term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    }
 }
 
 async fn merchant(cfg: Config, cmd: MerchantCmd) -> anyhow::Result<()> {
-    let (store, secrets) = smartpay_server::open_store(&cfg)?;
+    let (store, secrets) = smartpay_server::connect_store(&cfg).await?;
     let keys = secrets.clone();
     match cmd {
         MerchantCmd::Create { name, json } => {
@@ -849,7 +868,7 @@ async fn merchant(cfg: Config, cmd: MerchantCmd) -> anyhow::Result<()> {
 }
 
 async fn credential(cfg: Config, cmd: CredentialCmd) -> anyhow::Result<()> {
-    let (store, secrets) = smartpay_server::open_store(&cfg)?;
+    let (store, secrets) = smartpay_server::connect_store(&cfg).await?;
     match cmd {
         CredentialCmd::Add { merchant, kind, label, json } => {
             if store.merchant(&merchant).await?.is_none() {
@@ -937,7 +956,7 @@ async fn keys(cfg: Config, cmd: KeysCmd) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let (store, secrets) = smartpay_server::open_store(&cfg)?;
+    let (store, secrets) = smartpay_server::connect_store(&cfg).await?;
     match cmd {
         KeysCmd::GenerateKek { .. } => {}
         KeysCmd::RotateKek | KeysCmd::RotateDek => {
@@ -946,7 +965,7 @@ async fn keys(cfg: Config, cmd: KeysCmd) -> anyhow::Result<()> {
             } else {
                 smartpay_store::RotationKind::Dek
             };
-            let ring = smartpay_server::vault::load_ring(&cfg)?;
+            let ring = smartpay_server::vault::load_ring(&cfg, &secrets)?;
             let ring = smartpay_server::vault::check_ring(store.as_ref(), ring, smartpay_domain::Millis::now()).await?;
             let failpoints: Vec<String> = if cfg.mode == Mode::Sandbox {
                 std::env::var("SMARTPAY_FAILPOINTS")
@@ -989,7 +1008,7 @@ async fn keys(cfg: Config, cmd: KeysCmd) -> anyhow::Result<()> {
             }
         }
         KeysCmd::VaultVerify => {
-            let ring = smartpay_server::vault::load_ring(&cfg)?;
+            let ring = smartpay_server::vault::load_ring(&cfg, &secrets)?;
             let report = smartpay_server::vault::verify_all(store.as_ref(), &ring).await?;
             for (reference, why) in &report.failures {
                 println!("{reference}  {why}");

@@ -265,7 +265,7 @@ async fn expiry_catches_up_after_a_restart() {
     state.shutdown().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     // A new process on the same database: the due checkout expires on its first sweep.
-    let (store, secrets) = smartpay_server::open_store(&config).unwrap();
+    let (store, secrets) = smartpay_server::connect_store(&config).await.unwrap();
     let state = AppState::new(config, store, secrets).await.unwrap();
     let expired = smartpay_server::workers::sweep_once(&state, smartpay_domain::Millis::now()).await.unwrap();
     assert_eq!(expired, 1);

@@ -28,6 +28,63 @@ pub struct TestApp {
     pub merchant: Creds,
     pub other: Creds,
     pub _dir: tempfile::TempDir,
+    /// The PostgreSQL database of this app, when the suite runs on PostgreSQL (dropped last).
+    pub db: Option<PgDatabase>,
+}
+
+/// A PostgreSQL database of one test app: created from the admin URL in
+/// `SMARTPAY_API_TESTS_DATABASE_URL` (the suite then runs on PostgreSQL), dropped with the app.
+pub struct PgDatabase {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+/// Runs `work` on a runtime of its own on another thread: usable from sync code inside a test's
+/// runtime (drops, helpers that run after the server stopped).
+fn on_own_runtime<T: Send + 'static>(work: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(work)
+    })
+    .join()
+    .unwrap()
+}
+
+impl PgDatabase {
+    fn create(admin_url: &str) -> PgDatabase {
+        let name = format!("smartpay_api_{}", uuid::Uuid::new_v4().simple());
+        let (admin, n) = (admin_url.to_owned(), name.clone());
+        on_own_runtime(async move {
+            let (c, conn) =
+                tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("PostgreSQL for the API tests");
+            tokio::spawn(conn);
+            c.batch_execute(&format!("CREATE DATABASE {n}")).await.unwrap();
+        });
+        let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+        PgDatabase { admin_url: admin_url.to_owned(), url: format!("{base}/{name}"), name }
+    }
+
+    /// Rows of `table` (for tests that count what was written).
+    pub fn count(&self, table: &str) -> i64 {
+        let (url, sql) = (self.url.clone(), format!("SELECT COUNT(*) FROM {table}"));
+        on_own_runtime(async move {
+            let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            c.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0)
+        })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, n) = (self.admin_url.clone(), self.name.clone());
+        on_own_runtime(async move {
+            if let Ok((c, conn)) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await {
+                tokio::spawn(conn);
+                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)")).await;
+            }
+        });
+    }
 }
 
 #[derive(Clone)]
@@ -80,7 +137,18 @@ pub async fn spawn_app_with_clock(
         ..Config::default()
     };
     tweak(&mut config);
-    let (store, secrets) = smartpay_server::open_store(&config).unwrap();
+    let db = std::env::var("SMARTPAY_API_TESTS_DATABASE_URL").ok().filter(|u| !u.is_empty()).map(|admin| {
+        let db = PgDatabase::create(&admin);
+        // Every node sharing a database is given the same master key (and so would a second app).
+        let key = dir.path().join("master.key");
+        use base64::Engine;
+        let bytes: [u8; 32] = std::array::from_fn(|i| u8::try_from(i * 7 % 251).unwrap() ^ 0x5a);
+        std::fs::write(&key, base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)).unwrap();
+        config.master_key_file = Some(key);
+        config.database_url = Some(db.url.clone());
+        db
+    });
+    let (store, secrets) = smartpay_server::connect_store(&config).await.unwrap();
     let a = provision::create_merchant(store.as_ref(), &secrets, "Shop A").await.unwrap();
     let b = provision::create_merchant(store.as_ref(), &secrets, "Shop B").await.unwrap();
     let state = AppState::with_clock(config, store, secrets, clock).await.unwrap();
@@ -92,6 +160,7 @@ pub async fn spawn_app_with_clock(
         merchant: Creds::from(&a),
         other: Creds::from(&b),
         _dir: dir,
+        db,
     }
 }
 

@@ -70,7 +70,7 @@ pub async fn restart(app: &mut TestApp, tweak: impl FnOnce(&mut Config)) {
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
     tweak(&mut config);
-    let (store, secrets) = smartpay_server::open_store(&config).unwrap();
+    let (store, secrets) = smartpay_server::connect_store(&config).await.unwrap();
     let state = AppState::new(config, store, secrets).await.unwrap();
     let running = smartpay_server::start(state).await.unwrap();
     app.base = format!("http://{}", running.local_addr);

@@ -23,7 +23,7 @@ CREATE TABLE payment_options (
     expiry_year   INTEGER NOT NULL,
     fingerprint   BLOB NOT NULL,                    -- keyed hash of the number (finds duplicates)
     kek_id        TEXT NOT NULL,                    -- the key version both sealed blobs are under
-    pan_sealed    BLOB NOT NULL,                    -- the card number, envelope-encrypted
+    number_sealed BLOB NOT NULL,                    -- the card number, envelope-encrypted
     token_sealed  BLOB NOT NULL,                    -- the provider's token, envelope-encrypted
     provider      TEXT NOT NULL,
     is_default    INTEGER NOT NULL DEFAULT 0 CHECK (is_default IN (0, 1)),

@@ -545,7 +545,13 @@ impl Store for SqliteStore {
         boxed(self.write(move |c| super::jobs::complete_tx(c, id, &token)))
     }
 
-    fn retry_job(&self, id: i64, lease_token: &str, due_at: Millis, last_error: Option<String>) -> StoreFuture<'_, bool> {
+    fn retry_job(
+        &self,
+        id: i64,
+        lease_token: &str,
+        due_at: Millis,
+        last_error: Option<String>,
+    ) -> StoreFuture<'_, bool> {
         let token = lease_token.to_owned();
         boxed(self.write(move |c| super::jobs::retry_tx(c, id, &token, due_at, last_error.as_deref())))
     }

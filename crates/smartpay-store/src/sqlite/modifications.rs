@@ -11,8 +11,8 @@ use super::imp::{read_payment, record_status};
 use super::outbox::modification_changed;
 use crate::sqlite::map_err;
 use crate::{
-    BeginOutcome, EventOrigin, JobKind, ModificationAnswer, Modification, ModificationChange, ModificationRequest, NewModification,
-    Payment, StoreError,
+    BeginOutcome, EventOrigin, JobKind, Modification, ModificationAnswer, ModificationChange, ModificationRequest,
+    NewModification, Payment, StoreError,
 };
 
 fn internal(what: &str) -> StoreError {
@@ -217,7 +217,11 @@ pub(crate) fn begin_tx(conn: &Connection, m: &NewModification) -> Result<BeginOu
     Ok(BeginOutcome::Started { payment, pk: m.pk.clone() })
 }
 
-pub(crate) fn finish_tx(conn: &Connection, pk: &str, answer: &ModificationAnswer) -> Result<Option<Payment>, StoreError> {
+pub(crate) fn finish_tx(
+    conn: &Connection,
+    pk: &str,
+    answer: &ModificationAnswer,
+) -> Result<Option<Payment>, StoreError> {
     let row: Option<(String, String, String, String)> = conn
         .prepare_cached("SELECT payment_id, merchant_id, kind, status FROM modifications WHERE id = ?1")
         .and_then(|mut s| s.query_row([pk], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional())
@@ -228,8 +232,14 @@ pub(crate) fn finish_tx(conn: &Connection, pk: &str, answer: &ModificationAnswer
     if !status.is_pending() {
         return Ok(None);
     }
-    let ModificationAnswer { status: outcome, reconciliation_reference_id: reference, failure_code, at, schedule: jobs, origin } =
-        answer;
+    let ModificationAnswer {
+        status: outcome,
+        reconciliation_reference_id: reference,
+        failure_code,
+        at,
+        schedule: jobs,
+        origin,
+    } = answer;
     let (outcome, at, origin) = (*outcome, *at, *origin);
     if outcome != kind.final_status(true) && outcome != kind.final_status(false) {
         return Err(StoreError::Conflict(format!("{} cannot end as {}", kind.as_str(), outcome.as_str())));

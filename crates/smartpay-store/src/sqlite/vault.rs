@@ -8,7 +8,7 @@ use super::map_err;
 use crate::*;
 
 const OPTION_COLUMNS: &str = "reference, merchant_id, account_id, code, masked, expiry_month, expiry_year, fingerprint,
-    kek_id, pan_sealed, token_sealed, provider, is_default, created_at_ms";
+    kek_id, number_sealed, token_sealed, provider, is_default, created_at_ms";
 
 fn option_from(r: &Row<'_>) -> rusqlite::Result<StoredOption> {
     Ok(StoredOption {
@@ -196,8 +196,8 @@ pub(crate) fn reseal(conn: &Connection, rotation_id: i64, steps: &[Reseal], curs
     for s in steps {
         changed += conn
             .prepare_cached(
-                "UPDATE payment_options SET kek_id = ?1, pan_sealed = ?2, token_sealed = ?3
-                 WHERE reference = ?4 AND pan_sealed = ?5",
+                "UPDATE payment_options SET kek_id = ?1, number_sealed = ?2, token_sealed = ?3
+                 WHERE reference = ?4 AND number_sealed = ?5",
             )
             .and_then(|mut st| {
                 st.execute(params![s.kek_id, s.pan_sealed, s.token_sealed, s.reference, s.expected_pan_sealed])

@@ -21,10 +21,10 @@ const ACCOUNTS: usize = 4;
 const PER_ACCOUNT: usize = 80;
 const TOTAL: usize = ACCOUNTS * PER_ACCOUNT;
 
-/// Every stored option's (kek_id, pan_sealed, token_sealed), by reference, read from the database.
+/// Every stored option's (kek_id, number_sealed, token_sealed), by reference, read from the database.
 fn sealed_rows(data: &Path) -> BTreeMap<String, (String, Vec<u8>, Vec<u8>)> {
     let conn = rusqlite::Connection::open(data.join("smartpay.db")).unwrap();
-    let mut stmt = conn.prepare("SELECT reference, kek_id, pan_sealed, token_sealed FROM payment_options").unwrap();
+    let mut stmt = conn.prepare("SELECT reference, kek_id, number_sealed, token_sealed FROM payment_options").unwrap();
     stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))).unwrap().map(Result::unwrap).collect()
 }
 

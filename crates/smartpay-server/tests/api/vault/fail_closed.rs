@@ -5,9 +5,9 @@ use super::*;
 
 const REFERENCE: &str = "0123456789abcdef0123456789abcdef";
 
-/// The option routes of `account` (a reference for the one-option routes), answered with their
-/// `Retry-After`.
-async fn option_routes(
+/// Every `/accounts` route for `account` (a reference for the one-option routes), answered with
+/// its `Retry-After`.
+async fn account_routes(
     app: &TestApp,
     c: &Creds,
     account: &str,
@@ -19,6 +19,7 @@ async fn option_routes(
         ("POST paymentOptions", reqwest::Method::POST, format!("{account}/paymentOptions"), Some(store)),
         ("GET paymentOptions/{ref}", reqwest::Method::GET, format!("{account}/paymentOptions/{reference}"), None),
         ("DELETE paymentOptions/{ref}", reqwest::Method::DELETE, format!("{account}/paymentOptions/{reference}"), None),
+        ("PATCH account", reqwest::Method::PATCH, account.to_owned(), Some(update_body())),
     ];
     let mut out = Vec::new();
     for (what, method, path, body) in requests {
@@ -37,10 +38,10 @@ fn closed(retry: &Option<String>, r: &Reply) -> bool {
     r.status == 503 && r.code() == "vault_unavailable" && retry.as_deref().is_some_and(|s| s.parse::<u64>().is_ok())
 }
 
-/// Asserts that every payment option route answers 503 `vault_unavailable` with `Retry-After`,
+/// Asserts that every `/accounts` route answers 503 `vault_unavailable` with `Retry-After`,
 /// naming every route that does not.
 async fn assert_every_route_unavailable(app: &TestApp, c: &Creds, account: &str, reference: &str) {
-    let wrong: Vec<String> = option_routes(app, c, account, reference)
+    let wrong: Vec<String> = account_routes(app, c, account, reference)
         .await
         .into_iter()
         .filter(|(_, retry, r)| !closed(retry, r))
