@@ -315,6 +315,12 @@ pub async fn start(state: Arc<AppState>) -> anyhow::Result<Running> {
     let local_addr = listener.local_addr()?;
     let _ = state.local_addr.set(local_addr);
     let _ = state.public_base.set(state.config.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}")));
+    if state.config.database_url.is_some() && state.config.public_url.is_none() {
+        tracing::warn!(
+            "database_url without public_url: access tokens name this node's address as their issuer, so other nodes \
+             sharing the database refuse them; give every node the same public_url"
+        );
+    }
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
     for (merchant, p) in &state.config.capture_policies {

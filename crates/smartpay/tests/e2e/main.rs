@@ -12,6 +12,8 @@ mod modifications_cli;
 mod modifications_crash;
 mod modifications_crash_loop;
 mod modifications_rig;
+mod multinode;
+mod multinode_crash;
 mod notifications_canary;
 mod notifications_cli;
 mod pending;
