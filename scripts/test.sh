@@ -23,6 +23,9 @@ CARGO_DENY_VERSION=0.20.2
 if ! cargo deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
   cargo install --locked cargo-deny --version "$CARGO_DENY_VERSION"
 fi
+# cargo deny reads the metadata of every feature offline: every crate of the lockfile must be in
+# the local registry cache, also those no build of ours needs (optional features' crates).
+cargo fetch --locked
 snapshot="$(cd ../shared/advisory-db && pwd)"
 db_dir="$(cargo deny --offline -L debug check advisories 2>&1 | sed -n "s/.*Opening advisory database at '\(.*\)'.*/\1/p" | head -1 || true)"
 [ -n "$db_dir" ] || { echo "cargo deny did not name its advisory database directory" >&2; exit 1; }
