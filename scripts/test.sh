@@ -48,7 +48,8 @@ fi
 
 echo "== PostgreSQL for the store's contract suite and the API tests on PostgreSQL"
 bash scripts/postgres.sh
-export SMARTPAY_TEST_DATABASE_URL="${SMARTPAY_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+# (Not SMARTPAY_*: the binary refuses SMARTPAY_ variables it does not know, and e2e tests run it.)
+export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
@@ -60,7 +61,7 @@ fi
 echo "== the API tests again, each server on a PostgreSQL database of its own"
 # Left out: tests that read SQLite's own files (data-directory modes, canary scans of the
 # database files); the contract suite covers the stores' behaviour on both.
-SMARTPAY_API_TESTS_DATABASE_URL="$SMARTPAY_TEST_DATABASE_URL" cargo nextest run -p smartpay-server --test api \
+API_TESTS_DATABASE_URL="$TEST_DATABASE_URL" cargo nextest run -p smartpay-server --test api \
   --no-fail-fast --test-threads 4 \
   -E 'not (test(=edge::the_data_directory_and_every_file_in_it_are_private) | test(/^vault::canary::/))'
 

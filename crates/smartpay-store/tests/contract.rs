@@ -4,7 +4,7 @@
 //!
 //! Every behaviour is one `async fn` over the store, followed by `contract!(its_name)`, which
 //! makes a module with a `sqlite` and a `postgres` test running it, so both stores answer the
-//! very same assertions. The PostgreSQL server is `SMARTPAY_TEST_DATABASE_URL` (default
+//! very same assertions. The PostgreSQL server is `TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); when it cannot be reached the `postgres`
 //! variants FAIL — they never skip.
 //!

@@ -33,7 +33,7 @@ pub struct TestApp {
 }
 
 /// A PostgreSQL database of one test app: created from the admin URL in
-/// `SMARTPAY_API_TESTS_DATABASE_URL` (the suite then runs on PostgreSQL), dropped with the app.
+/// `API_TESTS_DATABASE_URL` (the suite then runs on PostgreSQL), dropped with the app.
 pub struct PgDatabase {
     admin_url: String,
     pub name: String,
@@ -137,7 +137,7 @@ pub async fn spawn_app_with_clock(
         ..Config::default()
     };
     tweak(&mut config);
-    let db = std::env::var("SMARTPAY_API_TESTS_DATABASE_URL").ok().filter(|u| !u.is_empty()).map(|admin| {
+    let db = std::env::var("API_TESTS_DATABASE_URL").ok().filter(|u| !u.is_empty()).map(|admin| {
         let db = PgDatabase::create(&admin);
         // Every node sharing a database is given the same master key (and so would a second app).
         let key = dir.path().join("master.key");

@@ -591,7 +591,7 @@ pub(crate) mod tests {
 
     /// The server the tests use (trust auth), without a database name.
     fn server() -> String {
-        std::env::var("SMARTPAY_TEST_DATABASE_URL")
+        std::env::var("TEST_DATABASE_URL")
             .ok()
             .and_then(|u| u.rsplit_once('/').map(|(base, _)| base.to_owned()))
             .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432".into())

@@ -12,7 +12,7 @@ use smartpay_store::*;
 /// tasks.
 pub type Shared = Arc<dyn Store>;
 
-/// The PostgreSQL server the `postgres` variants use unless `SMARTPAY_TEST_DATABASE_URL` says.
+/// The PostgreSQL server the `postgres` variants use unless `TEST_DATABASE_URL` says.
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// Connections per PostgreSQL store: enough for real races, few enough for parallel tests.
@@ -81,7 +81,7 @@ fn open_sqlite(dir: &tempfile::TempDir) -> SqliteStore {
 
 /// The server to create test databases on.
 fn server_url() -> String {
-    std::env::var("SMARTPAY_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
 }
 
 /// `url` with its database name replaced by `name` (any `?options` kept).
@@ -100,7 +100,7 @@ async fn pg_connect(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap_or_else(|e| {
         panic!(
             "PostgreSQL is required for the contract suite's postgres variants and is not reachable at {url}: {e} \
-             (start it, or set SMARTPAY_TEST_DATABASE_URL)"
+             (start it, or set TEST_DATABASE_URL)"
         )
     });
     tokio::spawn(async move {
