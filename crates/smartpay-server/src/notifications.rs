@@ -41,8 +41,18 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    /// The context of a server or an operator command in `mode`, at `now`.
+    pub fn new(
+        store: &'a dyn smartpay_store::Store,
+        keys: &'a crate::secrets::ServerKeys,
+        mode: Mode,
+        now: smartpay_domain::Millis,
+    ) -> Self {
+        Ctx { store, keys, profile: profile(mode), now }
+    }
+
     pub fn of(state: &'a AppState) -> Self {
-        Ctx { store: state.store.as_ref(), keys: &state.secrets, profile: profile(state.config.mode), now: state.now() }
+        Self::new(state.store.as_ref(), &state.secrets, state.config.mode, state.now())
     }
 }
 

@@ -688,7 +688,6 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 async fn merchant(cfg: Config, cmd: MerchantCmd) -> anyhow::Result<()> {
     let (store, secrets) = smartpay_server::connect_store(&cfg).await?;
-    let keys = secrets.clone();
     match cmd {
         MerchantCmd::Create { name, json } => {
             let p = provision::create_merchant(store.as_ref(), &secrets, &name).await?;
@@ -790,12 +789,12 @@ async fn merchant(cfg: Config, cmd: MerchantCmd) -> anyhow::Result<()> {
             oauth_client_secret,
             remove,
         } => {
-            let ctx = smartpay_server::notifications::Ctx {
-                store: store.as_ref(),
-                keys: &keys,
-                profile: smartpay_server::notifications::profile(cfg.mode),
-                now: smartpay_domain::Millis::now(),
-            };
+            let ctx = smartpay_server::notifications::Ctx::new(
+                store.as_ref(),
+                &secrets,
+                cfg.mode,
+                smartpay_domain::Millis::now(),
+            );
             let Some(url) = url.filter(|_| !remove) else {
                 smartpay_server::notifications::remove(&ctx, &merchant).await.map_err(|e| anyhow::anyhow!("{e}"))?;
                 println!("notifications to {merchant} stopped");
@@ -821,12 +820,12 @@ async fn merchant(cfg: Config, cmd: MerchantCmd) -> anyhow::Result<()> {
             if store.notification_settings(&merchant).await?.is_none() {
                 anyhow::bail!("merchant {merchant} has no notification endpoint (smartpay merchant notifications)");
             }
-            let ctx = smartpay_server::notifications::Ctx {
-                store: store.as_ref(),
-                keys: &keys,
-                profile: smartpay_server::notifications::profile(cfg.mode),
-                now: smartpay_domain::Millis::now(),
-            };
+            let ctx = smartpay_server::notifications::Ctx::new(
+                store.as_ref(),
+                &secrets,
+                cfg.mode,
+                smartpay_domain::Millis::now(),
+            );
             let overlap = overlap.unwrap_or(cfg.notification_secret_overlap_seconds);
             let secret = smartpay_server::notifications::rotate_secret(&ctx, &merchant, overlap)
                 .await
@@ -1043,7 +1042,6 @@ async fn keys(cfg: Config, cmd: KeysCmd) -> anyhow::Result<()> {
                     r.kind.as_str().to_ascii_lowercase()
                 );
             }
-            let _ = &secrets;
         }
         KeysCmd::Rotate => {
             let kid = smartpay_server::auth::rotate_signing_key(store.as_ref(), &secrets).await?;
