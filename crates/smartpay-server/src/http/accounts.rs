@@ -23,7 +23,7 @@ fn answer(status: StatusCode, body: impl serde::Serialize) -> Response {
 /// Get All Payment Options.
 #[utoipa::path(get, path = "/accounts/{customerAccountId}/paymentOptions", tag = "Vault",
     description = "The payment options stored under the account (masked numbers only). Accounts are created by the first Create Checkout that names them.",
-    params(("customerAccountId" = String, Path, description = "The merchant's account id (≤255)", max_length = 255)),
+    params(("customerAccountId" = String, Path, description = "The merchant's account id (≤255)", max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069]+$")),
     responses((status = 200, description = "`{\"result\": [...]}`", body = OptionList),
         (status = 400, description = "Invalid account id", body = smartpay_api_types::ErrorBody),
         (status = 401, description = "Not authenticated", body = smartpay_api_types::ErrorBody),
@@ -42,8 +42,8 @@ pub async fn list(
 /// Get Payment Option.
 #[utoipa::path(get, path = "/accounts/{customerAccountId}/paymentOptions/{storedPaymentOptionReference}", tag = "Vault",
     description = "One stored payment option.",
-    params(("customerAccountId" = String, Path, description = "The merchant's account id", max_length = 255),
-        ("storedPaymentOptionReference" = String, Path, description = "The option's reference", max_length = 64)),
+    params(("customerAccountId" = String, Path, description = "The merchant's account id", max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069]+$"),
+        ("storedPaymentOptionReference" = String, Path, description = "The option's reference", max_length = 64, pattern = "^[A-Za-z0-9]+$")),
     responses((status = 200, description = "`{\"result\": [option]}`", body = OptionList),
         (status = 400, description = "Invalid account id", body = smartpay_api_types::ErrorBody),
         (status = 401, description = "Not authenticated", body = smartpay_api_types::ErrorBody),
@@ -62,8 +62,8 @@ pub async fn get_one(
 /// Delete Payment Option.
 #[utoipa::path(delete, path = "/accounts/{customerAccountId}/paymentOptions/{storedPaymentOptionReference}", tag = "Vault",
     description = "Deletes a stored option and its encrypted card data. Cannot be undone.",
-    params(("customerAccountId" = String, Path, description = "The merchant's account id", max_length = 255),
-        ("storedPaymentOptionReference" = String, Path, description = "The option's reference", max_length = 64)),
+    params(("customerAccountId" = String, Path, description = "The merchant's account id", max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069]+$"),
+        ("storedPaymentOptionReference" = String, Path, description = "The option's reference", max_length = 64, pattern = "^[A-Za-z0-9]+$")),
     responses((status = 200, description = "`{\"status\":\"OK\"}`", body = Object),
         (status = 400, description = "Invalid account id", body = smartpay_api_types::ErrorBody),
         (status = 401, description = "Not authenticated", body = smartpay_api_types::ErrorBody),
@@ -84,7 +84,7 @@ pub async fn delete(
     description = "Stores a card already authenticated with 3-D Secure (transactionStatus Y or A) under the account. \
         SmartPay is its own PCI vault: `cardDetails.cardNumber` is the number itself (the reference's forwarding proxy \
         replaced it by a proxy token). Storing a card the account already holds returns that option.",
-    params(("customerAccountId" = String, Path, description = "The merchant's account id", max_length = 255)),
+    params(("customerAccountId" = String, Path, description = "The merchant's account id", max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069]+$")),
     request_body(content = inline(Object), description = "The schema is `StorePaymentOptionRequest`.", content_type = "application/json"),
     responses((status = 201, description = "`{\"storedPaymentOptionReference\", \"result\": [option]}`", body = Object),
         (status = 400, description = "Invalid request, by field", body = smartpay_api_types::ErrorBody),
@@ -111,7 +111,7 @@ pub async fn store(
 /// Update Account.
 #[utoipa::path(patch, path = "/accounts/{customerAccountId}", tag = "Vault",
     description = "Updates the account's billing address and consumer.",
-    params(("customerAccountId" = String, Path, description = "The merchant's account id", max_length = 255)),
+    params(("customerAccountId" = String, Path, description = "The merchant's account id", max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069]+$")),
     request_body(content = inline(Object), description = "The schema is `UpdateAccountRequest`.", content_type = "application/json"),
     responses((status = 200, description = "`{\"status\":\"OK\"}`", body = Object),
         (status = 400, description = "Invalid request, by field", body = smartpay_api_types::ErrorBody),

@@ -269,8 +269,14 @@ pub async fn list(
         })?,
     };
     let transaction_id = q.get("transactionId").cloned();
-    if transaction_id.as_ref().is_some_and(|t| t.len() > 64) {
-        return Err(ApiError::invalid(Problem::new(ErrorCode::InvalidValue).at("transactionId")));
+    // Characters, not bytes: the schema's `maxLength` counts characters (a
+    // 43-character id of 4-byte characters is valid and simply matches nothing).
+    if transaction_id.as_ref().is_some_and(|t| t.chars().count() > 64) {
+        return Err(ApiError::invalid(
+            Problem::new(ErrorCode::InvalidValue)
+                .at("transactionId")
+                .with("rule", smartpay_domain::violation::Fact::Text("at most 64 characters".into())),
+        ));
     }
     let found = state
         .store

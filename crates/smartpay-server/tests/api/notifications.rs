@@ -553,6 +553,18 @@ async fn a_merchant_lists_its_own_notifications_by_payment_and_state_and_no_one_
     assert_eq!(status, 400);
     let (status, _) = app.notifications_api(&a, reqwest::Method::GET, "/notifications?limit=0").await;
     assert_eq!(status, 400);
+    // The 64-character limit counts characters: 64 four-byte characters are a
+    // valid filter that matches nothing; the 65th is refused, naming the field.
+    let wide = "%F0%9D%91%BB".repeat(64);
+    let (status, none) =
+        app.notifications_api(&a, reqwest::Method::GET, &format!("/notifications?transactionId={wide}")).await;
+    assert_eq!(status, 200, "{none}");
+    assert_eq!(none["notifications"].as_array().unwrap().len(), 0);
+    let (status, refused) = app
+        .notifications_api(&a, reqwest::Method::GET, &format!("/notifications?transactionId={wide}%F0%9D%91%BB"))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(refused["errors"][0]["property"], "transactionId");
     // Another merchant's notification does not exist for the caller.
     let their_event = app.notifications_of(&b, &theirs).await[0]["eventId"].as_str().unwrap().to_owned();
     let (status, _) = app.notifications_api(&a, reqwest::Method::GET, &format!("/notifications/{their_event}")).await;
