@@ -5,6 +5,7 @@
 //! without touching callers. Every method that writes does all of its work in one
 //! transaction: a status change and its history row, a checkout and its idempotency claims.
 
+mod decide;
 mod model;
 mod postgres;
 mod sqlite;

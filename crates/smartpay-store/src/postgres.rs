@@ -89,7 +89,7 @@ pub(crate) async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, Sto
 
 /// A status as stored.
 pub(crate) fn status_from(s: &str) -> Result<PaymentStatus, StoreError> {
-    PaymentStatus::parse(s).ok_or_else(|| StoreError::Internal(format!("unknown status {s}")))
+    crate::decide::payment_status(s)
 }
 
 impl Store for PgStore {

@@ -1,6 +1,7 @@
-//! Modifications on PostgreSQL, the mirror of `sqlite/modifications.rs`. Every decision is the
-//! domain's (`smartpay_domain::modification::{plan, on_outcome}`, `status::transition`); this
-//! file only reads what they need and writes what they decide, in one transaction.
+//! Modifications on PostgreSQL, the mirror of `sqlite/modifications.rs`. Every decision is taken
+//! above the SQL, once for both stores (`crate::decide`, on the domain's
+//! `modification::{plan, on_outcome}` and `status::transition`); this file only reads what they
+//! need and writes what they decide, in one transaction.
 //!
 //! SQLite's single writer makes each of these transactions run alone; here several nodes run
 //! them at once, so each one (opening a modification, or recording the provider's answer) first
@@ -13,18 +14,15 @@
 //! answers as a replay of the winner.
 
 use deadpool_postgres::{GenericClient, Pool, Transaction};
-use smartpay_domain::modification::{ModificationStatus, ModificationType, Refusal, on_outcome, plan};
-use smartpay_domain::status::transition;
+use smartpay_domain::modification::{Refusal, on_outcome};
 use smartpay_domain::{Event, Millis, PaymentStatus};
 
 use super::jobs::{execute, query_opt};
 use super::outbox::modification_changed;
 use super::payments::{apply_events_tx, col as get, read_payment, record_status, schedule, schedule_target};
 use super::{client, map_err};
-use crate::{
-    BeginOutcome, EventOrigin, JobKind, Modification, ModificationAnswer, ModificationChange, ModificationRequest,
-    NewModification, Payment, StatusChange, StoreError,
-};
+use crate::decide;
+use crate::{BeginOutcome, EventOrigin, JobKind, ModificationAnswer, NewModification, Payment, StoreError};
 
 fn internal(what: &str) -> StoreError {
     StoreError::Internal(what.to_owned())
@@ -51,14 +49,12 @@ async fn apply(
     at: Millis,
     origin: EventOrigin,
 ) -> Result<(), StoreError> {
-    let to = transition(p.status, event).map_err(|e| StoreError::Conflict(e.to_string()))?;
+    let to = decide::step(p.status, event)?;
     if to != p.status {
         if !record_status(tx, &p.id, p.status, to, at, None, origin).await? {
             return Err(StoreError::Conflict("the payment moved during the transaction".into()));
         }
-        p.status = to;
-        p.last_status_at = at;
-        p.history.push(StatusChange { status: to, at, reason: None });
+        decide::mirror(p, to, at);
     }
     Ok(())
 }
@@ -73,45 +69,19 @@ async fn existing(c: &impl GenericClient, m: &NewModification) -> Result<Option<
     )
     .await?;
     let Some(row) = row else { return Ok(None) };
-    if get::<&[u8]>(&row, 2)? != m.fingerprint.as_slice() {
-        return Ok(Some(BeginOutcome::Conflict));
-    }
-    if let Some(response) = get::<Option<Vec<u8>>>(&row, 3)? {
-        return Ok(Some(BeginOutcome::Replay { response }));
-    }
-    let (pk, payment_id): (String, String) = (get(&row, 0)?, get(&row, 1)?);
-    let payment = read_payment(c, &m.merchant_id, &payment_id).await?.ok_or(StoreError::NotFound)?;
-    Ok(Some(BeginOutcome::Unanswered { payment, pk }))
-}
-
-/// What a request makes of the payment: the modification's type, first status, amount and the
-/// payment's event; or the refusal to answer.
-type Decision = (ModificationType, ModificationStatus, i64, Option<Event>);
-
-fn decide(payment: &Payment, request: ModificationRequest) -> Result<Decision, Refusal> {
-    let ledger = payment.ledger();
-    match request {
-        ModificationRequest::Merchant(request) => {
-            let p = plan(payment.status, &ledger, request)?;
-            Ok((p.kind, p.kind.initial_status(), p.amount_minor, p.event))
+    let found = decide::StoredModification {
+        pk: get(&row, 0)?,
+        payment_id: get(&row, 1)?,
+        fingerprint: get(&row, 2)?,
+        response: get(&row, 3)?,
+    };
+    Ok(Some(match decide::earlier(found, m) {
+        decide::Earlier::Answer(outcome) => outcome,
+        decide::Earlier::Unanswered { pk, payment_id } => {
+            let payment = read_payment(c, &m.merchant_id, &payment_id).await?.ok_or(StoreError::NotFound)?;
+            BeginOutcome::Unanswered { payment, pk }
         }
-        ModificationRequest::Settlement if payment.status == PaymentStatus::Captured => Ok((
-            ModificationType::Settlement,
-            ModificationStatus::Settled,
-            ledger.captured.saturating_sub(ledger.refunded),
-            Some(Event::Settled),
-        )),
-        ModificationRequest::Chargeback(amount)
-            if matches!(payment.status, PaymentStatus::Captured | PaymentStatus::Settled | PaymentStatus::Refunded)
-                && amount > 0
-                && amount <= ledger.captured =>
-        {
-            Ok((ModificationType::Chargeback, ModificationStatus::Chargeback, amount, None))
-        }
-        ModificationRequest::Settlement | ModificationRequest::Chargeback(_) => {
-            Err(Refusal::InvalidState(payment.status))
-        }
-    }
+    }))
 }
 
 /// Opens the modification in `tx`: its answer (commit), or `None` when a concurrent request
@@ -134,14 +104,9 @@ async fn begin_tx(tx: &Transaction<'_>, m: &NewModification) -> Result<Option<Be
     let Some(mut payment) = read_payment(tx, &m.merchant_id, &m.payment_id).await? else {
         return Ok(Some(BeginOutcome::NotFound));
     };
-    if let Some(c) = &m.currency
-        && !c.eq_ignore_ascii_case(&payment.currency)
-    {
-        return Ok(Some(BeginOutcome::CurrencyMismatch { expected: payment.currency.clone() }));
-    }
-    let (kind, status, amount, event) = match decide(&payment, m.request) {
-        Ok(decision) => decision,
-        Err(refusal) => return Ok(Some(BeginOutcome::Refused { refusal, currency: payment.currency })),
+    let o = match decide::open(&payment, m) {
+        Ok(opening) => opening,
+        Err(answer) => return Ok(Some(answer)),
     };
     let inserted = query_opt(
         tx,
@@ -155,9 +120,9 @@ async fn begin_tx(tx: &Transaction<'_>, m: &NewModification) -> Result<Option<Be
             &payment.id,
             &m.merchant_id,
             &m.modification_id,
-            &kind.as_str(),
-            &status.as_str(),
-            &amount,
+            &o.kind.as_str(),
+            &o.status.as_str(),
+            &o.amount_minor,
             &payment.currency,
             &m.description,
             &m.custom_references,
@@ -169,30 +134,14 @@ async fn begin_tx(tx: &Transaction<'_>, m: &NewModification) -> Result<Option<Be
     if inserted.is_none() {
         return Ok(None);
     }
-    modification_changed(tx, &m.pk, kind, status, m.at, m.origin).await?;
+    modification_changed(tx, &m.pk, o.kind, o.status, m.at, m.origin).await?;
     if let Some(resolve_at) = m.resolve_at
-        && status.is_pending()
+        && o.status.is_pending()
     {
         schedule_target(tx, &payment.id, JobKind::ResolveModification, &m.pk, resolve_at, m.at).await?;
     }
-    payment.modifications.push(Modification {
-        pk: m.pk.clone(),
-        payment_id: payment.id.clone(),
-        merchant_id: m.merchant_id.clone(),
-        modification_id: m.modification_id.clone(),
-        kind,
-        status,
-        amount_minor: amount,
-        currency: payment.currency.clone(),
-        description: m.description.clone(),
-        custom_references: m.custom_references.clone(),
-        reconciliation_reference_id: None,
-        failure_code: None,
-        created_at: m.at,
-        last_status_at: m.at,
-        history: vec![ModificationChange { status, at: m.at }],
-    });
-    if let Some(event) = event {
+    payment.modifications.push(decide::opened(m, &payment, &o));
+    if let Some(event) = o.event {
         apply(tx, &mut payment, event, m.at, m.origin).await?;
     }
     Ok(Some(BeginOutcome::Started { payment, pk: m.pk.clone() }))
@@ -230,8 +179,8 @@ async fn finish_tx(tx: &Transaction<'_>, pk: &str, answer: &ModificationAnswer) 
     let row = query_opt(tx, "SELECT kind, status FROM modifications WHERE id = $1", &[&pk])
         .await?
         .ok_or(StoreError::NotFound)?;
-    let kind = ModificationType::parse(get(&row, 0)?).ok_or_else(|| internal("unknown modification type"))?;
-    let status = ModificationStatus::parse(get(&row, 1)?).ok_or_else(|| internal("unknown modification status"))?;
+    let kind = decide::modification_type(get(&row, 0)?)?;
+    let status = decide::modification_status(get(&row, 1)?)?;
     if !status.is_pending() {
         return Ok(None);
     }
@@ -244,9 +193,7 @@ async fn finish_tx(tx: &Transaction<'_>, pk: &str, answer: &ModificationAnswer) 
         origin,
     } = answer;
     let (outcome, at, origin) = (*outcome, *at, *origin);
-    if outcome != kind.final_status(true) && outcome != kind.final_status(false) {
-        return Err(StoreError::Conflict(format!("{} cannot end as {}", kind.as_str(), outcome.as_str())));
-    }
+    decide::check_final(kind, outcome)?;
     let changed = execute(
         tx,
         "UPDATE modifications SET status = $1, last_status_at_ms = $2,

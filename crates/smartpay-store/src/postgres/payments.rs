@@ -18,6 +18,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
 
 use super::{client, map_err, outbox, status_from};
+use crate::decide::{ClaimCheck, StoredClaim, check_claim};
 use crate::*;
 
 /// Column `idx` of `row`; a value of another type than expected is a store failure (the schema
@@ -156,10 +157,7 @@ pub(crate) async fn read_modifications(
 
 /// A row of [`read_modifications`].
 fn modification_from(r: &Row) -> Result<Modification, StoreError> {
-    use smartpay_domain::modification::{ModificationStatus, ModificationType};
-    let modification_status = |s: &str| {
-        ModificationStatus::parse(s).ok_or_else(|| StoreError::Internal(format!("unknown modification status {s}")))
-    };
+    use crate::decide::{modification_status, modification_type};
     let kind: &str = col(r, 4)?;
     let statuses: Option<Vec<String>> = col(r, 14)?;
     let ats: Option<Vec<i64>> = col(r, 15)?;
@@ -172,8 +170,7 @@ fn modification_from(r: &Row) -> Result<Modification, StoreError> {
         payment_id: col(r, 1)?,
         merchant_id: col(r, 2)?,
         modification_id: col(r, 3)?,
-        kind: ModificationType::parse(kind)
-            .ok_or_else(|| StoreError::Internal(format!("unknown modification type {kind}")))?,
+        kind: modification_type(kind)?,
         status: modification_status(col(r, 5)?)?,
         amount_minor: col(r, 6)?,
         currency: col(r, 7)?,
@@ -255,12 +252,8 @@ pub(crate) async fn apply_events_tx(
     at: Millis,
     u: &PaymentUpdate,
 ) -> Result<Option<PaymentStatus>, StoreError> {
-    let mut path = Vec::with_capacity(events.len());
-    let mut to = from;
-    for event in events {
-        to = transition(to, *event).map_err(|e| StoreError::Conflict(e.to_string()))?;
-        path.push(to);
-    }
+    let path = crate::decide::path(from, events)?;
+    let to = path.last().copied().unwrap_or(from);
     let stmt = tx
         .prepare_cached(
             "UPDATE payments SET status = $1,
@@ -306,13 +299,8 @@ pub(crate) async fn apply_events_tx(
     }
     // Self-transitions (e.g. a further capture on CAPTURED) change facts, not the status: they
     // get no history row.
-    let mut previous = from;
-    let mut reason = u.reason.as_deref();
-    for status in path {
-        if status != previous {
-            outbox::payment_changed(tx, payment_id, previous, status, at, reason.take(), u.origin).await?;
-        }
-        previous = status;
+    for (previous, status, reason) in crate::decide::changes(from, &path, u.reason.as_deref()) {
+        outbox::payment_changed(tx, payment_id, previous, status, at, reason, u.origin).await?;
     }
     schedule(tx, payment_id, &u.schedule, at).await?;
     Ok(Some(to))
@@ -415,8 +403,9 @@ async fn insert_checkout(tx: &Transaction<'_>, c: &NewCheckout) -> Result<bool, 
 }
 
 /// The answer the checkout's existing claims call for, the first claim first (as SQLite
-/// decides): the same request replays its first response, another one conflicts. `None` when
-/// no claim is held by a live record (expired ones do not count).
+/// decides, through `crate::decide::check_claim`): the same request replays its first
+/// response, another one conflicts. `None` when no claim is held by a live record (expired
+/// ones do not count).
 async fn decide_claims(tx: &Transaction<'_>, c: &NewCheckout) -> Result<Option<CreateOutcome>, StoreError> {
     let stmt = tx
         .prepare_cached(
@@ -426,21 +415,19 @@ async fn decide_claims(tx: &Transaction<'_>, c: &NewCheckout) -> Result<Option<C
         .await
         .map_err(map_err)?;
     for claim in &c.claims {
-        let Some(row) =
-            tx.query_opt(&stmt, &[&c.merchant_id, &claim.scope.as_str(), &claim.key]).await.map_err(map_err)?
-        else {
-            continue;
+        let row = tx.query_opt(&stmt, &[&c.merchant_id, &claim.scope.as_str(), &claim.key]).await.map_err(map_err)?;
+        let found = match row {
+            None => None,
+            Some(row) => Some(StoredClaim {
+                fingerprint: col(&row, 0)?,
+                response_enc: col(&row, 1)?,
+                payment_id: col(&row, 2)?,
+                expires_at_ms: col(&row, 3)?,
+            }),
         };
-        let expires: Option<i64> = col(&row, 3)?;
-        if expires.is_some_and(|e| e <= c.created_at.0) {
-            continue;
+        if let ClaimCheck::Decided(outcome) = check_claim(claim, found, c.created_at) {
+            return Ok(Some(outcome));
         }
-        let fingerprint: &[u8] = col(&row, 0)?;
-        return Ok(Some(if fingerprint == claim.fingerprint.as_slice() {
-            CreateOutcome::Replay { response_enc: col(&row, 1)?, payment_id: col(&row, 2)? }
-        } else {
-            CreateOutcome::Conflict { scope: claim.scope }
-        }));
     }
     Ok(None)
 }

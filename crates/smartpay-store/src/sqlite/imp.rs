@@ -7,6 +7,7 @@ use smartpay_domain::status::{Event, transition};
 use smartpay_domain::{Millis, PaymentStatus};
 
 use super::{SqliteStore, map_err};
+use crate::decide::{ClaimCheck, StoredClaim, check_claim};
 use crate::*;
 
 /// `NotFound` when a write touched no row.
@@ -83,7 +84,7 @@ fn signing_key_from(r: &Row<'_>) -> rusqlite::Result<SigningKey> {
 }
 
 pub(crate) fn status_from(s: &str) -> Result<PaymentStatus, StoreError> {
-    PaymentStatus::parse(s).ok_or_else(|| StoreError::Internal(format!("unknown status {s:?} in database")))
+    crate::decide::payment_status(s)
 }
 
 fn boxed<'a, T: Send + 'a>(
@@ -119,35 +120,36 @@ pub(crate) fn record_status(
 }
 
 /// An existing idempotency record: fingerprint, sealed response, payment id, expiry.
-type ExistingClaim = (Vec<u8>, Vec<u8>, String, Option<i64>);
-
 fn create_checkout_tx(conn: &Connection, c: &NewCheckout) -> Result<CreateOutcome, StoreError> {
-    // An earlier claim on any of the keys decides the answer.
+    // An earlier claim on any of the keys decides the answer (crate::decide).
     for claim in &c.claims {
-        let found: Option<ExistingClaim> = conn
+        let found = conn
             .prepare_cached(
                 "SELECT fingerprint, response_enc, payment_id, expires_at_ms FROM idempotency_keys
                  WHERE merchant_id = ?1 AND scope = ?2 AND key = ?3",
             )
             .and_then(|mut s| {
                 s.query_row(params![c.merchant_id, claim.scope.as_str(), claim.key], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    Ok(StoredClaim {
+                        fingerprint: r.get(0)?,
+                        response_enc: r.get(1)?,
+                        payment_id: r.get(2)?,
+                        expires_at_ms: r.get(3)?,
+                    })
                 })
                 .optional()
             })
             .map_err(map_err)?;
-        if let Some((fingerprint, response_enc, payment_id, expires)) = found {
-            if expires.is_some_and(|e| e <= c.created_at.0) {
+        match check_claim(claim, found, c.created_at) {
+            ClaimCheck::Free => {}
+            ClaimCheck::Expired => {
                 conn.execute(
                     "DELETE FROM idempotency_keys WHERE merchant_id = ?1 AND scope = ?2 AND key = ?3",
                     params![c.merchant_id, claim.scope.as_str(), claim.key],
                 )
                 .map_err(map_err)?;
-            } else if fingerprint == claim.fingerprint {
-                return Ok(CreateOutcome::Replay { response_enc, payment_id });
-            } else {
-                return Ok(CreateOutcome::Conflict { scope: claim.scope });
             }
+            ClaimCheck::Decided(outcome) => return Ok(outcome),
         }
     }
     conn.prepare_cached(
@@ -313,12 +315,8 @@ pub(crate) fn apply_events_tx(
     at: Millis,
     u: &PaymentUpdate,
 ) -> Result<Option<PaymentStatus>, StoreError> {
-    let mut path = Vec::with_capacity(events.len());
-    let mut to = from;
-    for event in events {
-        to = transition(to, *event).map_err(|e| StoreError::Conflict(e.to_string()))?;
-        path.push(to);
-    }
+    let path = crate::decide::path(from, events)?;
+    let to = path.last().copied().unwrap_or(from);
     let changed = conn
         .prepare_cached(
             "UPDATE payments SET status = ?1, last_status_at_ms = CASE WHEN ?12 THEN last_status_at_ms ELSE ?2 END,
@@ -356,13 +354,8 @@ pub(crate) fn apply_events_tx(
     }
     // Self-transitions (e.g. a further capture on CAPTURED) change facts, not the status: they
     // get no history row.
-    let mut previous = from;
-    let mut reason = u.reason.as_deref();
-    for status in path {
-        if status != previous {
-            super::outbox::payment_changed(conn, payment_id, previous, status, at, reason.take(), u.origin)?;
-        }
-        previous = status;
+    for (previous, status, reason) in crate::decide::changes(from, &path, u.reason.as_deref()) {
+        super::outbox::payment_changed(conn, payment_id, previous, status, at, reason, u.origin)?;
     }
     super::jobs::schedule(conn, payment_id, &u.schedule, at)?;
     Ok(Some(to))

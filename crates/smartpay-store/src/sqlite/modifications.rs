@@ -1,23 +1,20 @@
-//! Modifications and scheduled jobs in SQLite. Every decision is the domain's
-//! (`smartpay_domain::modification::{plan, on_outcome}`, `status::transition`); this file only
-//! reads what they need and writes what they decide, inside the writer's transaction.
+//! Modifications and scheduled jobs in SQLite. Every decision is taken above the SQL, once for
+//! both stores (`crate::decide`, on the domain's `modification::{plan, on_outcome}` and
+//! `status::transition`); this file only reads what they need and writes what they decide,
+//! inside the writer's transaction.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use smartpay_domain::modification::{ModificationStatus, ModificationType, Refusal, on_outcome, plan};
-use smartpay_domain::status::transition;
+use smartpay_domain::modification::{ModificationStatus, ModificationType, Refusal, on_outcome};
 use smartpay_domain::{Millis, PaymentStatus};
 
 use super::imp::{read_payment, record_status};
 use super::outbox::modification_changed;
+use crate::decide;
 use crate::sqlite::map_err;
 use crate::{
-    BeginOutcome, EventOrigin, JobKind, Modification, ModificationAnswer, ModificationChange, ModificationRequest,
-    NewModification, Payment, StoreError,
+    BeginOutcome, EventOrigin, JobKind, Modification, ModificationAnswer, ModificationChange, NewModification, Payment,
+    StoreError,
 };
-
-fn internal(what: &str) -> StoreError {
-    StoreError::Internal(what.to_owned())
-}
 
 /// The modifications of a payment with their histories, oldest first.
 pub(crate) fn read_modifications(conn: &Connection, payment_id: &str) -> Result<Vec<Modification>, StoreError> {
@@ -56,8 +53,8 @@ pub(crate) fn read_modifications(conn: &Connection, payment_id: &str) -> Result<
     let mut out = Vec::new();
     for row in rows {
         let (mut m, kind, status) = row.map_err(map_err)?;
-        m.kind = ModificationType::parse(&kind).ok_or_else(|| internal("unknown modification type"))?;
-        m.status = ModificationStatus::parse(&status).ok_or_else(|| internal("unknown modification status"))?;
+        m.kind = decide::modification_type(&kind)?;
+        m.status = decide::modification_status(&status)?;
         out.push(m);
     }
     let mut hist = conn
@@ -67,7 +64,7 @@ pub(crate) fn read_modifications(conn: &Connection, payment_id: &str) -> Result<
         let rows = hist.query_map([&m.pk], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(map_err)?;
         for row in rows {
             let (s, at) = row.map_err(map_err)?;
-            let status = ModificationStatus::parse(&s).ok_or_else(|| internal("unknown modification status"))?;
+            let status = decide::modification_status(&s)?;
             m.history.push(ModificationChange { status, at: Millis(at) });
         }
     }
@@ -83,40 +80,41 @@ fn apply(
     at: Millis,
     origin: EventOrigin,
 ) -> Result<(), StoreError> {
-    let to = transition(p.status, event).map_err(|e| StoreError::Conflict(e.to_string()))?;
+    let to = decide::step(p.status, event)?;
     if to != p.status {
         if !record_status(conn, &p.id, p.status, to, at, None, origin)? {
             return Err(StoreError::Conflict("the payment moved during the transaction".into()));
         }
-        p.status = to;
-        p.last_status_at = at;
-        p.history.push(crate::StatusChange { status: to, at, reason: None });
+        decide::mirror(p, to, at);
     }
     Ok(())
 }
 
-/// A modification already stored under a `modificationId`: its id, payment, fingerprint and answer.
-type Existing = (String, String, Vec<u8>, Option<Vec<u8>>);
-
 pub(crate) fn begin_tx(conn: &Connection, m: &NewModification) -> Result<BeginOutcome, StoreError> {
-    let existing: Option<Existing> = conn
+    let found = conn
         .prepare_cached(
             "SELECT id, payment_id, fingerprint, response FROM modifications WHERE merchant_id = ?1 AND modification_id = ?2",
         )
         .and_then(|mut s| {
-            s.query_row(params![m.merchant_id, m.modification_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .optional()
+            s.query_row(params![m.merchant_id, m.modification_id], |r| {
+                Ok(decide::StoredModification {
+                    pk: r.get(0)?,
+                    payment_id: r.get(1)?,
+                    fingerprint: r.get(2)?,
+                    response: r.get(3)?,
+                })
+            })
+            .optional()
         })
         .map_err(map_err)?;
-    if let Some((pk, payment_id, fingerprint, response)) = existing {
-        if fingerprint != m.fingerprint {
-            return Ok(BeginOutcome::Conflict);
-        }
-        if let Some(response) = response {
-            return Ok(BeginOutcome::Replay { response });
-        }
-        let payment = read_payment(conn, &m.merchant_id, &payment_id)?.ok_or(StoreError::NotFound)?;
-        return Ok(BeginOutcome::Unanswered { payment, pk });
+    if let Some(found) = found {
+        return match decide::earlier(found, m) {
+            decide::Earlier::Answer(outcome) => Ok(outcome),
+            decide::Earlier::Unanswered { pk, payment_id } => {
+                let payment = read_payment(conn, &m.merchant_id, &payment_id)?.ok_or(StoreError::NotFound)?;
+                Ok(BeginOutcome::Unanswered { payment, pk })
+            }
+        };
     }
     if let Some(update) = &m.authorize_first {
         let done = super::imp::apply_events_tx(
@@ -135,36 +133,9 @@ pub(crate) fn begin_tx(conn: &Connection, m: &NewModification) -> Result<BeginOu
     let Some(mut payment) = read_payment(conn, &m.merchant_id, &m.payment_id)? else {
         return Ok(BeginOutcome::NotFound);
     };
-    if let Some(c) = &m.currency
-        && !c.eq_ignore_ascii_case(&payment.currency)
-    {
-        return Ok(BeginOutcome::CurrencyMismatch { expected: payment.currency.clone() });
-    }
-    let ledger = payment.ledger();
-    let (kind, status, amount, event) = match m.request {
-        ModificationRequest::Merchant(request) => match plan(payment.status, &ledger, request) {
-            Ok(p) => (p.kind, p.kind.initial_status(), p.amount_minor, p.event),
-            Err(refusal) => return Ok(BeginOutcome::Refused { refusal, currency: payment.currency }),
-        },
-        ModificationRequest::Settlement if payment.status == PaymentStatus::Captured => (
-            ModificationType::Settlement,
-            ModificationStatus::Settled,
-            ledger.captured.saturating_sub(ledger.refunded),
-            Some(smartpay_domain::Event::Settled),
-        ),
-        ModificationRequest::Chargeback(amount)
-            if matches!(payment.status, PaymentStatus::Captured | PaymentStatus::Settled | PaymentStatus::Refunded)
-                && amount > 0
-                && amount <= ledger.captured =>
-        {
-            (ModificationType::Chargeback, ModificationStatus::Chargeback, amount, None)
-        }
-        ModificationRequest::Settlement | ModificationRequest::Chargeback(_) => {
-            return Ok(BeginOutcome::Refused {
-                refusal: Refusal::InvalidState(payment.status),
-                currency: payment.currency,
-            });
-        }
+    let o = match decide::open(&payment, m) {
+        Ok(opening) => opening,
+        Err(answer) => return Ok(answer),
     };
     conn.prepare_cached(
         "INSERT INTO modifications (id, payment_id, merchant_id, modification_id, kind, status, amount_minor, currency,
@@ -177,9 +148,9 @@ pub(crate) fn begin_tx(conn: &Connection, m: &NewModification) -> Result<BeginOu
             payment.id,
             m.merchant_id,
             m.modification_id,
-            kind.as_str(),
-            status.as_str(),
-            amount,
+            o.kind.as_str(),
+            o.status.as_str(),
+            o.amount_minor,
             payment.currency,
             m.description,
             m.custom_references,
@@ -188,30 +159,14 @@ pub(crate) fn begin_tx(conn: &Connection, m: &NewModification) -> Result<BeginOu
         ])
     })
     .map_err(map_err)?;
-    modification_changed(conn, &m.pk, kind, status, m.at, m.origin)?;
+    modification_changed(conn, &m.pk, o.kind, o.status, m.at, m.origin)?;
     if let Some(resolve_at) = m.resolve_at
-        && status.is_pending()
+        && o.status.is_pending()
     {
         super::jobs::schedule_target(conn, &payment.id, JobKind::ResolveModification, &m.pk, resolve_at, m.at)?;
     }
-    payment.modifications.push(Modification {
-        pk: m.pk.clone(),
-        payment_id: payment.id.clone(),
-        merchant_id: m.merchant_id.clone(),
-        modification_id: m.modification_id.clone(),
-        kind,
-        status,
-        amount_minor: amount,
-        currency: payment.currency.clone(),
-        description: m.description.clone(),
-        custom_references: m.custom_references.clone(),
-        reconciliation_reference_id: None,
-        failure_code: None,
-        created_at: m.at,
-        last_status_at: m.at,
-        history: vec![ModificationChange { status, at: m.at }],
-    });
-    if let Some(event) = event {
+    payment.modifications.push(decide::opened(m, &payment, &o));
+    if let Some(event) = o.event {
         apply(conn, &mut payment, event, m.at, m.origin)?;
     }
     Ok(BeginOutcome::Started { payment, pk: m.pk.clone() })
@@ -227,8 +182,8 @@ pub(crate) fn finish_tx(
         .and_then(|mut s| s.query_row([pk], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional())
         .map_err(map_err)?;
     let (payment_id, merchant_id, kind, status) = row.ok_or(StoreError::NotFound)?;
-    let kind = ModificationType::parse(&kind).ok_or_else(|| internal("unknown modification type"))?;
-    let status = ModificationStatus::parse(&status).ok_or_else(|| internal("unknown modification status"))?;
+    let kind = decide::modification_type(&kind)?;
+    let status = decide::modification_status(&status)?;
     if !status.is_pending() {
         return Ok(None);
     }
@@ -241,9 +196,7 @@ pub(crate) fn finish_tx(
         origin,
     } = answer;
     let (outcome, at, origin) = (*outcome, *at, *origin);
-    if outcome != kind.final_status(true) && outcome != kind.final_status(false) {
-        return Err(StoreError::Conflict(format!("{} cannot end as {}", kind.as_str(), outcome.as_str())));
-    }
+    decide::check_final(kind, outcome)?;
     conn.prepare_cached(
         "UPDATE modifications SET status = ?1, last_status_at_ms = ?2,
              reconciliation_reference_id = COALESCE(?3, reconciliation_reference_id),
