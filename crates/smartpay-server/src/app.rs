@@ -158,7 +158,11 @@ impl AppState {
             store,
             secrets,
             auth,
-            metrics: Metrics::default(),
+            metrics: {
+                // Before the store records anything through the facade.
+                crate::metrics::facade();
+                Metrics::default()
+            },
             in_flight: Mutex::new(HashSet::new()),
             public_base: OnceLock::new(),
             local_addr: OnceLock::new(),

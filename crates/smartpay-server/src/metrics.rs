@@ -5,10 +5,47 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
-use smartpay_store::StoreStats;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// The process's recorder for the `metrics` facade: what other crates record through it (the
+/// store's group commits, pool and unavailability counts) is rendered at `/metrics` after the
+/// server's own figures. Installed once per process, on first use, with a thread that drains
+/// histogram samples every 5 s so that nothing grows between scrapes; `None` when another
+/// recorder was installed first (then only the server's own figures are rendered).
+pub fn facade() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(smartpay_store::BATCH_SIZE.to_owned()),
+                    &smartpay_store::BATCH_SIZE_BUCKETS,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(smartpay_store::COMMIT_SECONDS.to_owned()), &BUCKETS)
+                })
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            smartpay_store::describe_metrics();
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
 
 /// The job queue's gauges: depth, due jobs and the age of the oldest job per kind (for the
 /// pending-resolution kinds, the age of the oldest pending payment or modification).
@@ -115,7 +152,7 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn render(&self, store: Option<&StoreStats>) -> String {
+    pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP smartpay_http_requests_total HTTP requests by method, route template and status.\n# TYPE smartpay_http_requests_total counter\n");
         if let Ok(m) = self.routes.lock() {
@@ -234,22 +271,8 @@ impl Metrics {
             c.auth_failures_basic.load(Ordering::Relaxed),
             c.auth_failures_bearer.load(Ordering::Relaxed)
         );
-        if let Some(s) = store {
-            out.push_str("# HELP smartpay_store_batch_size Writes committed together in one group commit.\n# TYPE smartpay_store_batch_size histogram\n");
-            let mut cumulative = 0;
-            for (i, b) in smartpay_store::sqlite_batch_buckets().iter().enumerate() {
-                cumulative += s.batch_size_buckets[i].load(Ordering::Relaxed);
-                let _ = writeln!(out, "smartpay_store_batch_size_bucket{{le=\"{b}\"}} {cumulative}");
-            }
-            let batches = s.batches.load(Ordering::Relaxed);
-            let _ = writeln!(out, "smartpay_store_batch_size_bucket{{le=\"+Inf\"}} {batches}");
-            let _ = writeln!(out, "smartpay_store_batch_size_sum {}", s.jobs.load(Ordering::Relaxed));
-            let _ = writeln!(out, "smartpay_store_batch_size_count {batches}");
-            let _ = writeln!(
-                out,
-                "# HELP smartpay_store_commit_seconds_total Time spent in group commits.\n# TYPE smartpay_store_commit_seconds_total counter\nsmartpay_store_commit_seconds_total {}",
-                s.commit_micros.load(Ordering::Relaxed) as f64 / 1e6
-            );
+        if let Some(facade) = facade() {
+            out.push_str(&facade.render());
         }
         out
     }

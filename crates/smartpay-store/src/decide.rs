@@ -99,8 +99,10 @@ pub(crate) struct StoredModification {
 
 /// What an earlier use of the request's `modificationId` calls for.
 pub(crate) enum Earlier {
-    /// Answer this (a conflict, or the replay of the first answer).
-    Answer(BeginOutcome),
+    /// Another request: [`BeginOutcome::Conflict`].
+    Conflict,
+    /// The same request, answered: [`BeginOutcome::Replay`] of its first answer.
+    Replay(Vec<u8>),
     /// The same request, not answered yet: the caller reads the payment and answers
     /// [`BeginOutcome::Unanswered`].
     Unanswered { pk: String, payment_id: String },
@@ -108,11 +110,29 @@ pub(crate) enum Earlier {
 
 pub(crate) fn earlier(found: StoredModification, m: &NewModification) -> Earlier {
     if found.fingerprint != m.fingerprint {
-        Earlier::Answer(BeginOutcome::Conflict)
+        Earlier::Conflict
     } else if let Some(response) = found.response {
-        Earlier::Answer(BeginOutcome::Replay { response })
+        Earlier::Replay(response)
     } else {
         Earlier::Unanswered { pk: found.pk, payment_id: found.payment_id }
+    }
+}
+
+/// Why a request opens nothing (nothing is written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NotOpened {
+    /// The request names another currency than the payment's.
+    Currency { expected: String },
+    /// The money rules refuse it; the remaining amounts are counted in `currency`.
+    Refused { refusal: Refusal, currency: String },
+}
+
+impl From<NotOpened> for BeginOutcome {
+    fn from(n: NotOpened) -> Self {
+        match n {
+            NotOpened::Currency { expected } => BeginOutcome::CurrencyMismatch { expected },
+            NotOpened::Refused { refusal, currency } => BeginOutcome::Refused { refusal, currency },
+        }
     }
 }
 
@@ -128,13 +148,13 @@ pub(crate) struct Opening {
 /// Checks the request's currency, then asks the money rules (`modification::plan`) for a
 /// merchant's request, or the settlement and chargeback rules for the sandbox's own; the
 /// refusal is the answer to give, nothing written.
-pub(crate) fn open(payment: &Payment, m: &NewModification) -> Result<Opening, BeginOutcome> {
+pub(crate) fn open(payment: &Payment, m: &NewModification) -> Result<Opening, NotOpened> {
     if let Some(c) = &m.currency
         && !c.eq_ignore_ascii_case(&payment.currency)
     {
-        return Err(BeginOutcome::CurrencyMismatch { expected: payment.currency.clone() });
+        return Err(NotOpened::Currency { expected: payment.currency.clone() });
     }
-    let refused = |refusal| BeginOutcome::Refused { refusal, currency: payment.currency.clone() };
+    let refused = |refusal| NotOpened::Refused { refusal, currency: payment.currency.clone() };
     let ledger = payment.ledger();
     match m.request {
         ModificationRequest::Merchant(request) => {

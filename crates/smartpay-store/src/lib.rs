@@ -15,12 +15,38 @@ use std::pin::Pin;
 
 pub use model::*;
 pub use postgres::PgStore;
-pub use sqlite::{BATCH_BUCKETS, SqliteOptions, SqliteStore, StoreStats};
+pub use sqlite::{GroupCommits, SqliteOptions, SqliteStore};
 
-/// Upper bounds of the group-commit batch-size buckets in [`StoreStats`].
-pub fn sqlite_batch_buckets() -> &'static [u64] {
-    &BATCH_BUCKETS
+/// Writes committed together in one SQLite group commit (histogram).
+pub const BATCH_SIZE: &str = "smartpay_store_batch_size";
+/// Duration of each SQLite group commit, in seconds (histogram).
+pub const COMMIT_SECONDS: &str = "smartpay_store_commit_seconds";
+/// PostgreSQL pool connections by state: `open` (idle and busy) and `idle` (gauge).
+pub const POOL_CONNECTIONS: &str = "smartpay_store_pool_connections";
+/// Requests waiting for a PostgreSQL pool connection (gauge).
+pub const POOL_WAITING: &str = "smartpay_store_pool_waiting";
+/// Store operations that failed because the database could not be reached or written, by
+/// backend (counter).
+pub const UNAVAILABLE: &str = "smartpay_store_unavailable_total";
+
+/// The store's statistics go through the `metrics` facade, not through the [`Store`] trait:
+/// the backends record what they have (SQLite its group commits, PostgreSQL its pool) and
+/// whichever recorder the process installed renders them. This gives them their help texts
+/// (call it once, after installing the recorder); the buckets suit [`BATCH_SIZE`] when a
+/// recorder asks for them.
+pub fn describe_metrics() {
+    metrics::describe_histogram!(BATCH_SIZE, "Writes committed together in one SQLite group commit.");
+    metrics::describe_histogram!(COMMIT_SECONDS, metrics::Unit::Seconds, "Duration of each SQLite group commit.");
+    metrics::describe_gauge!(POOL_CONNECTIONS, "PostgreSQL pool connections, by state (open, idle).");
+    metrics::describe_gauge!(POOL_WAITING, "Requests waiting for a PostgreSQL pool connection.");
+    metrics::describe_counter!(
+        UNAVAILABLE,
+        "Store operations refused because the database was unreachable or unwritable."
+    );
 }
+
+/// Bucket bounds for [`BATCH_SIZE`].
+pub const BATCH_SIZE_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 
 use smartpay_domain::Millis;
 
@@ -280,9 +306,4 @@ pub trait Store: Send + Sync + 'static {
     fn start_rotation(&self, kind: RotationKind, from_kek: &str, to_kek: &str, at: Millis)
     -> StoreFuture<'_, Rotation>;
     fn finish_rotation(&self, id: i64, at: Millis) -> StoreFuture<'_, ()>;
-
-    /// Group-commit figures, where the implementation batches writes.
-    fn stats(&self) -> Option<&StoreStats> {
-        None
-    }
 }

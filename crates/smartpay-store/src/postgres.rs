@@ -64,6 +64,18 @@ impl PgStore {
 /// A database error as the store reports it: unique violations are conflicts; connection
 /// trouble and serialization failures make the store unavailable (retry); the rest is internal.
 pub(crate) fn map_err(e: tokio_postgres::Error) -> StoreError {
+    let mapped = classify(&e);
+    if matches!(mapped, StoreError::Unavailable(_)) {
+        unavailable();
+    }
+    mapped
+}
+
+fn unavailable() {
+    metrics::counter!(crate::UNAVAILABLE, "backend" => "postgres").increment(1);
+}
+
+fn classify(e: &tokio_postgres::Error) -> StoreError {
     use tokio_postgres::error::SqlState;
     match e.code() {
         Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
@@ -83,8 +95,17 @@ pub(crate) fn map_err(e: tokio_postgres::Error) -> StoreError {
 }
 
 /// A pooled connection, or `Unavailable` when none can be had in time.
+/// The pool's state goes to the `metrics` facade at every checkout (crate::describe_metrics).
 pub(crate) async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
-    pool.get().await.map_err(|e| StoreError::Unavailable(format!("database: {e}")))
+    let got = pool.get().await;
+    let status = pool.status();
+    metrics::gauge!(crate::POOL_CONNECTIONS, "state" => "open").set(status.size as f64);
+    metrics::gauge!(crate::POOL_CONNECTIONS, "state" => "idle").set(status.available as f64);
+    metrics::gauge!(crate::POOL_WAITING).set(status.waiting as f64);
+    got.map_err(|e| {
+        unavailable();
+        StoreError::Unavailable(format!("database: {e}"))
+    })
 }
 
 /// A status as stored.

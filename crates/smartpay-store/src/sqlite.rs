@@ -14,7 +14,7 @@ mod outbox;
 mod vault;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
@@ -35,32 +35,6 @@ pub struct SqliteOptions {
 impl SqliteOptions {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         SqliteOptions { path: path.into(), readers: 4, max_batch: 512 }
-    }
-}
-
-/// Upper bounds of the batch-size histogram buckets.
-pub const BATCH_BUCKETS: [u64; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
-
-/// Group-commit figures, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct StoreStats {
-    /// Batches committed.
-    pub batches: AtomicU64,
-    /// Write jobs run.
-    pub jobs: AtomicU64,
-    /// Batches per size bucket (`BATCH_BUCKETS`, then one for larger batches).
-    pub batch_size_buckets: [AtomicU64; BATCH_BUCKETS.len() + 1],
-    /// Sum of commit durations, in microseconds.
-    pub commit_micros: AtomicU64,
-}
-
-impl StoreStats {
-    fn record(&self, size: usize, commit_micros: u64) {
-        self.batches.fetch_add(1, Ordering::Relaxed);
-        self.jobs.fetch_add(size as u64, Ordering::Relaxed);
-        self.commit_micros.fetch_add(commit_micros, Ordering::Relaxed);
-        let i = BATCH_BUCKETS.iter().position(|b| size as u64 <= *b).unwrap_or(BATCH_BUCKETS.len());
-        self.batch_size_buckets[i].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -115,11 +89,20 @@ pub struct SqliteStore {
     writer: mpsc::UnboundedSender<Box<dyn Job>>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
-    stats: Arc<StoreStats>,
     path: PathBuf,
     /// Tells the checkpoint thread to stop (set when the store is dropped; the writer thread
     /// stops by itself when its channel closes).
     closing: Arc<AtomicBool>,
+    commits: Arc<GroupCommits>,
+}
+
+/// This store's group commits so far: how many transactions, and how many writes they carried.
+/// The same figures go to the `metrics` facade for `/metrics`; these are this one store's, for
+/// its own tests and diagnostics (the facade's are the process's).
+#[derive(Debug, Default)]
+pub struct GroupCommits {
+    pub batches: std::sync::atomic::AtomicU64,
+    pub writes: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for SqliteStore {
@@ -134,6 +117,7 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
             C::ConstraintViolation => StoreError::Conflict(e.to_string()),
             C::DatabaseBusy | C::DatabaseLocked | C::DiskFull | C::SystemIoFailure | C::CannotOpen | C::ReadOnly => {
+                metrics::counter!(crate::UNAVAILABLE, "backend" => "sqlite").increment(1);
                 StoreError::Unavailable(e.to_string())
             }
             _ => StoreError::Internal(e.to_string()),
@@ -181,6 +165,7 @@ impl SqliteStore {
             .collect::<Result<Vec<_>, _>>()?;
         let checkpointer = open_conn(&options.path, false)?;
         let wal_lagging = Arc::new(AtomicBool::new(false));
+        let commits = Arc::new(GroupCommits::default());
         let lag = wal_lagging.clone();
         let closing = Arc::new(AtomicBool::new(false));
         let stop = closing.clone();
@@ -188,15 +173,16 @@ impl SqliteStore {
             .name("smartpay-store-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpointer, &lag, &stop))
             .map_err(|e| StoreError::Internal(format!("spawn checkpointer: {e}")))?;
-        let stats = Arc::new(StoreStats::default());
         let (tx, rx) = mpsc::unbounded_channel::<Box<dyn Job>>();
-        let thread_stats = stats.clone();
         let max_batch = options.max_batch.max(1);
         std::thread::Builder::new()
             .name("smartpay-store-writer".into())
-            .spawn(move || writer_loop(writer_conn, rx, max_batch, &thread_stats, &wal_lagging))
+            .spawn({
+                let commits = commits.clone();
+                move || writer_loop(writer_conn, rx, max_batch, &wal_lagging, &commits)
+            })
             .map_err(|e| StoreError::Internal(format!("spawn writer: {e}")))?;
-        Ok(SqliteStore { writer: tx, readers, next_reader: AtomicUsize::new(0), stats, path: options.path, closing })
+        Ok(SqliteStore { writer: tx, readers, next_reader: AtomicUsize::new(0), path: options.path, closing, commits })
     }
 
     /// The database file.
@@ -204,9 +190,9 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Group-commit figures.
-    pub fn stats(&self) -> &StoreStats {
-        &self.stats
+    /// This store's group commits so far.
+    pub fn group_commits(&self) -> &GroupCommits {
+        &self.commits
     }
 
     /// Runs `work` in the next group commit and answers once it is durable.
@@ -267,8 +253,8 @@ fn writer_loop(
     conn: Connection,
     mut rx: mpsc::UnboundedReceiver<Box<dyn Job>>,
     max_batch: usize,
-    stats: &StoreStats,
     wal_lagging: &AtomicBool,
+    commits: &GroupCommits,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
@@ -298,7 +284,12 @@ fn writer_loop(
         if let Err(e) = &committed {
             tracing::error!(error = %e, jobs = batch.len(), "store batch failed");
         }
-        stats.record(batch.len(), u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        // Through the `metrics` facade (crate::describe_metrics): the server's recorder renders
+        // them at /metrics; without a recorder they cost nothing.
+        metrics::histogram!(crate::BATCH_SIZE).record(batch.len() as f64);
+        commits.batches.fetch_add(1, Ordering::Relaxed);
+        commits.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        metrics::histogram!(crate::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
         for job in batch.drain(..) {
             job.finish(committed.clone());
         }

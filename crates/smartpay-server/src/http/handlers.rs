@@ -230,7 +230,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
 
 /// Prometheus metrics (served on the admin listener, `admin_listen`).
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let mut text = state.metrics.render(state.store.stats());
+    let mut text = state.metrics.render();
     if let Ok(stats) = state.store.job_stats(state.now()).await {
         text.push_str(&crate::metrics::render_jobs(&stats, state.now()));
     }

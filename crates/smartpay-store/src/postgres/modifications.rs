@@ -76,7 +76,8 @@ async fn existing(c: &impl GenericClient, m: &NewModification) -> Result<Option<
         response: get(&row, 3)?,
     };
     Ok(Some(match decide::earlier(found, m) {
-        decide::Earlier::Answer(outcome) => outcome,
+        decide::Earlier::Conflict => BeginOutcome::Conflict,
+        decide::Earlier::Replay(response) => BeginOutcome::Replay { response },
         decide::Earlier::Unanswered { pk, payment_id } => {
             let payment = read_payment(c, &m.merchant_id, &payment_id).await?.ok_or(StoreError::NotFound)?;
             BeginOutcome::Unanswered { payment, pk }
@@ -106,7 +107,7 @@ async fn begin_tx(tx: &Transaction<'_>, m: &NewModification) -> Result<Option<Be
     };
     let o = match decide::open(&payment, m) {
         Ok(opening) => opening,
-        Err(answer) => return Ok(Some(answer)),
+        Err(not) => return Ok(Some(not.into())),
     };
     let inserted = query_opt(
         tx,

@@ -416,10 +416,6 @@ impl Store for SqliteStore {
         self.write_one("DELETE FROM merchant_origins WHERE merchant_id = ?1 AND origin = ?2", args, Epoch::Bump)
     }
 
-    fn stats(&self) -> Option<&StoreStats> {
-        Some(&self.stats)
-    }
-
     fn ping(&self) -> StoreFuture<'_, ()> {
         let r = self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err));
         match r {

@@ -109,7 +109,8 @@ pub(crate) fn begin_tx(conn: &Connection, m: &NewModification) -> Result<BeginOu
         .map_err(map_err)?;
     if let Some(found) = found {
         return match decide::earlier(found, m) {
-            decide::Earlier::Answer(outcome) => Ok(outcome),
+            decide::Earlier::Conflict => Ok(BeginOutcome::Conflict),
+            decide::Earlier::Replay(response) => Ok(BeginOutcome::Replay { response }),
             decide::Earlier::Unanswered { pk, payment_id } => {
                 let payment = read_payment(conn, &m.merchant_id, &payment_id)?.ok_or(StoreError::NotFound)?;
                 Ok(BeginOutcome::Unanswered { payment, pk })
@@ -135,7 +136,7 @@ pub(crate) fn begin_tx(conn: &Connection, m: &NewModification) -> Result<BeginOu
     };
     let o = match decide::open(&payment, m) {
         Ok(opening) => opening,
-        Err(answer) => return Ok(answer),
+        Err(not) => return Ok(not.into()),
     };
     conn.prepare_cached(
         "INSERT INTO modifications (id, payment_id, merchant_id, modification_id, kind, status, amount_minor, currency,

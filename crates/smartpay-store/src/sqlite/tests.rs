@@ -75,9 +75,9 @@ async fn a_failing_write_does_not_undo_the_others_in_its_batch() {
         }
     }
     assert_eq!((ok, conflicts), (180, 20));
-    let stats = store.stats();
+    let commits = store.group_commits();
     assert!(
-        stats.batches.load(Ordering::Relaxed) < stats.jobs.load(Ordering::Relaxed),
+        commits.batches.load(Ordering::Relaxed) < commits.writes.load(Ordering::Relaxed),
         "writes were grouped into batches"
     );
 }
