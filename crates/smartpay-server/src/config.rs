@@ -514,6 +514,14 @@ impl Config {
                 "production mode requires master_key_file (explicit key material)".into(),
             ));
         }
+        // Nodes sharing a database accept each other's tokens only when they name one issuer;
+        // the default (this node's listen address) differs per node. The sandbox only warns.
+        if self.mode == Mode::Production && self.database_url.is_some() && self.public_url.is_none() {
+            return Err(ConfigError::Invalid(
+                "production mode with database_url requires public_url, the same on every node (it is the access tokens' issuer)"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
@@ -572,6 +580,17 @@ mod tests {
         assert!(e.contains("unknown setting"), "{e}");
         let e = Config::load(None, env(&[("SMARTPAY_MODE", "production")])).unwrap_err().to_string();
         assert!(e.contains("master_key_file"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("master.key");
+        let shared = [
+            ("SMARTPAY_MODE", "production"),
+            ("SMARTPAY_MASTER_KEY_FILE", key.to_str().unwrap()),
+            ("SMARTPAY_DATABASE_URL", "postgres://smartpay@db:5432/smartpay"),
+        ];
+        let e = Config::load(None, env(&shared)).unwrap_err().to_string();
+        assert!(e.contains("public_url"), "{e}");
+        let with_url = [&shared[..], &[("SMARTPAY_PUBLIC_URL", "https://pay.example.com")]].concat();
+        assert!(Config::load(None, env(&with_url)).is_ok());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "lisen = 1").unwrap();
