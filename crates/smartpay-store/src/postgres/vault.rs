@@ -8,7 +8,7 @@
 //! from, and starting a rotation takes a transaction-scoped advisory lock, so two nodes cannot
 //! both open one.
 
-use deadpool_postgres::{Pool, Transaction};
+use deadpool_postgres::{GenericClient, Pool, Transaction};
 use smartpay_domain::Millis;
 use tokio_postgres::Row;
 
@@ -91,9 +91,9 @@ async fn lock_account(tx: &Transaction<'_>, merchant_id: &str, account_id: &str)
     Ok(tx.query_opt(&stmt, &[&merchant_id, &account_id]).await.map_err(map_err)?.is_some())
 }
 
-/// One option of an account, read inside `tx`.
+/// One option of an account, read through `tx` (a transaction or a pooled connection).
 async fn option_in(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     merchant_id: &str,
     account_id: &str,
     reference: &str,
@@ -197,18 +197,7 @@ pub(crate) async fn payment_option(
     reference: &str,
 ) -> Result<Option<StoredOption>, StoreError> {
     let c = client(pool).await?;
-    let stmt = c
-        .prepare_cached(&format!(
-            "SELECT {OPTION_COLUMNS} FROM payment_options WHERE merchant_id = $1 AND account_id = $2 AND reference = $3"
-        ))
-        .await
-        .map_err(map_err)?;
-    c.query_opt(&stmt, &[&merchant_id, &account_id, &reference])
-        .await
-        .map_err(map_err)?
-        .as_ref()
-        .map(option_from)
-        .transpose()
+    option_in(&c, merchant_id, account_id, reference).await
 }
 
 /// Stores an option under its locked account: the account's first becomes its default, a card
