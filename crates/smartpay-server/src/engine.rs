@@ -50,6 +50,20 @@ pub struct PaymentAnswer {
     pub store_error: Option<&'static str>,
 }
 
+impl PaymentAnswer {
+    /// The answer for `payment_id` in `status`; the optional parts are added by the caller.
+    pub fn new(payment_id: &str, status: PaymentStatus, challenge_url: Option<String>, message: &'static str) -> Self {
+        PaymentAnswer {
+            transaction_id: payment_id.to_owned(),
+            transaction_status: status.as_str().to_owned(),
+            challenge_url,
+            message,
+            stored_payment_option_reference: None,
+            store_error: None,
+        }
+    }
+}
+
 /// The checkout a widget token belongs to; 404 for unknown tokens, 401 once it expired.
 pub async fn checkout_for_token(state: &AppState, token: &str) -> Result<Payment, ApiError> {
     if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -369,13 +383,8 @@ pub(crate) async fn record_authorization(
 ) -> Result<PaymentAnswer, ApiError> {
     let now = state.now();
     let pending = PaymentStatus::AuthorizationPending;
-    let answer = |status: PaymentStatus, challenge_url: Option<String>, message| PaymentAnswer {
-        transaction_id: payment.id.clone(),
-        transaction_status: status.as_str().to_owned(),
-        challenge_url,
-        message,
-        stored_payment_option_reference: None,
-        store_error: None,
+    let answer = |status: PaymentStatus, challenge_url: Option<String>, message| {
+        PaymentAnswer::new(&payment.id, status, challenge_url, message)
     };
     match outcome {
         AuthorizeOutcome::Authorized { reference } => {
@@ -519,14 +528,7 @@ pub async fn complete_challenge(state: &AppState, token: &str) -> Result<Payment
             PaymentStatus::AuthorizationFailed | PaymentStatus::Cancelled | PaymentStatus::Expired => "result:declined",
             _ => "result:authorized",
         };
-        return Ok(PaymentAnswer {
-            transaction_id: payment.id.clone(),
-            transaction_status: payment.status.as_str().to_owned(),
-            challenge_url: None,
-            message,
-            stored_payment_option_reference: None,
-            store_error: None,
-        });
+        return Ok(PaymentAnswer::new(&payment.id, payment.status, None, message));
     }
     let (Some(reference), true) =
         (payment.reconciliation_reference_id.clone(), payment.status == PaymentStatus::AuthorizationPending)
