@@ -139,6 +139,38 @@ impl Api {
         Ok(self.answer(sent).await?)
     }
 
+    /// An object looked up with `GET segments?query`, mapped by the connector: unknown to the
+    /// provider is [`crate::Lookup::NotFound`], no usable answer [`crate::Lookup::Unknown`].
+    pub async fn lookup<R: serde::de::DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        map: impl FnOnce(&R) -> crate::Lookup,
+    ) -> Result<crate::Lookup, ProviderError> {
+        Ok(match self.get::<R>(segments, query).await? {
+            Answer::Body(r) => map(&r),
+            Answer::NotFound => crate::Lookup::NotFound,
+            Answer::Silent => crate::Lookup::Unknown,
+        })
+    }
+
+    /// A capture, refund or cancellation posted to `segments` in the wire shape both fake
+    /// providers share (amount, currency, the modification id as idempotency key); no usable
+    /// answer is [`crate::ModifyOutcome::Unknown`] (asked for again by pending resolution).
+    pub async fn modify(
+        &self,
+        segments: &[&str],
+        req: &crate::ModifyRequest,
+    ) -> Result<crate::ModifyOutcome, ProviderError> {
+        let body = crate::sandbox::wire::ModificationRequest {
+            amount: req.amount_minor,
+            currency: req.currency.clone(),
+            idempotency_key: req.modification_id.clone(),
+        };
+        let answer: Option<crate::sandbox::wire::Modification> = self.post(segments, &body).await?.body()?;
+        Ok(answer.map_or(crate::ModifyOutcome::Unknown, |m| crate::sandbox::mapping::modify_outcome(&m)))
+    }
+
     async fn answer<R: serde::de::DeserializeOwned>(
         &self,
         sent: reqwest::Result<reqwest::Response>,

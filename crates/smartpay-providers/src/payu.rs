@@ -19,7 +19,7 @@ pub mod wire;
 use std::fmt;
 use std::time::Duration;
 
-use crate::client::{Answer, Api};
+use crate::client::Api;
 use crate::*;
 
 /// Longest provider reference or event id accepted from a notification.
@@ -84,22 +84,11 @@ impl PayuConnector {
     }
 
     async fn lookup(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Lookup, ProviderError> {
-        Ok(match self.api.get::<wire::Order>(segments, query).await? {
-            Answer::Body(o) => mapping::lookup(&o),
-            Answer::NotFound => Lookup::NotFound,
-            Answer::Silent => Lookup::Unknown,
-        })
+        self.api.lookup::<wire::Order>(segments, query, mapping::lookup).await
     }
 
     async fn modify(&self, kind: &str, req: ModifyRequest) -> Result<ModifyOutcome, ProviderError> {
-        let body = wire::ModificationRequest {
-            amount: req.amount_minor,
-            currency: req.currency.clone(),
-            idempotency_key: req.modification_id.clone(),
-        };
-        let answer: Option<wire::Modification> =
-            self.api.post(&["api", "v2_1", "orders", &req.reference, kind], &body).await?.body()?;
-        Ok(answer.map_or(ModifyOutcome::Unknown, |m| crate::sandbox::mapping::modify_outcome(&m)))
+        self.api.modify(&["api", "v2_1", "orders", &req.reference, kind], &req).await
     }
 
     async fn create_order(&self, req: RedirectRequest) -> Result<AuthorizeOutcome, ProviderError> {

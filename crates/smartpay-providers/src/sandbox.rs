@@ -57,22 +57,11 @@ impl SandboxConnector {
     }
 
     async fn lookup(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Lookup, ProviderError> {
-        Ok(match self.api.get::<wire::Authorization>(segments, query).await? {
-            Answer::Body(a) => mapping::lookup(&a),
-            Answer::NotFound => Lookup::NotFound,
-            Answer::Silent => Lookup::Unknown,
-        })
+        self.api.lookup::<wire::Authorization>(segments, query, mapping::lookup).await
     }
 
     async fn modify(&self, kind: &str, req: ModifyRequest) -> Result<ModifyOutcome, ProviderError> {
-        let body = wire::ModificationRequest {
-            amount: req.amount_minor,
-            currency: req.currency.clone(),
-            idempotency_key: req.modification_id.clone(),
-        };
-        let answer: Option<wire::Modification> =
-            self.api.post(&["v1", "authorizations", &req.reference, kind], &body).await?.body()?;
-        Ok(answer.map_or(ModifyOutcome::Unknown, |m| mapping::modify_outcome(&m)))
+        self.api.modify(&["v1", "authorizations", &req.reference, kind], &req).await
     }
 }
 

@@ -104,6 +104,32 @@ pub fn rejected(e: &JsonRejection) -> Response {
     bad("malformed_request")
 }
 
+/// A capture, refund or cancellation request both fake providers take, checked the same way:
+/// a JSON body with a positive amount, an ISO currency and a valid idempotency key, for an id
+/// no longer than [`MAX_ID_LEN`] (a longer one is unknown: 404). The refusal is the answer.
+#[allow(clippy::result_large_err)] // the error is the handler's response, returned at once
+pub fn modification_request(
+    id: &str,
+    body: Result<axum::Json<crate::sandbox::wire::ModificationRequest>, JsonRejection>,
+) -> Result<crate::sandbox::wire::ModificationRequest, Response> {
+    let req = match body {
+        Ok(axum::Json(req)) => req,
+        Err(e) => return Err(rejected(&e)),
+    };
+    if req.amount <= 0 {
+        return Err(bad("invalid_amount"));
+    }
+    if !valid_currency(&req.currency) {
+        return Err(bad("invalid_currency"));
+    }
+    if !valid_key(&req.idempotency_key) {
+        return Err(bad("invalid_idempotency_key"));
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(not_found());
+    }
+    Ok(req)
+}
 /// The exact `Authorization` header a machine API expects: `Bearer <key>`.
 #[derive(Clone)]
 pub struct Bearer(Arc<[u8]>);

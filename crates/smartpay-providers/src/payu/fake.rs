@@ -428,22 +428,10 @@ async fn modify(
     body: Result<Json<wire::ModificationRequest>, JsonRejection>,
 ) -> Response {
     let Some(kind) = Kind::parse(&kind) else { return not_found() };
-    let req = match body {
-        Ok(Json(req)) => req,
-        Err(e) => return rejected(&e),
+    let req = match crate::service::modification_request(&id, body) {
+        Ok(req) => req,
+        Err(refused) => return refused,
     };
-    if req.amount <= 0 {
-        return bad("invalid_amount");
-    }
-    if !valid_currency(&req.currency) {
-        return bad("invalid_currency");
-    }
-    if !valid_key(&req.idempotency_key) {
-        return bad("invalid_idempotency_key");
-    }
-    if id.len() > MAX_ID_LEN {
-        return not_found();
-    }
     payu.counters.modifications.fetch_add(1, Ordering::Relaxed);
     let Ok(mut orders) = payu.orders.lock() else { return internal() };
     let Some(o) = orders.get_mut(&id) else { return not_found() };

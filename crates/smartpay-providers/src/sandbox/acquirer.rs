@@ -400,22 +400,10 @@ async fn modify(
     kind: &'static str,
     body: Result<Json<wire::ModificationRequest>, JsonRejection>,
 ) -> Response {
-    let req = match body {
-        Ok(Json(req)) => req,
-        Err(e) => return rejected(&e),
+    let req = match crate::service::modification_request(id, body) {
+        Ok(req) => req,
+        Err(refused) => return refused,
     };
-    if req.amount <= 0 {
-        return bad("invalid_amount");
-    }
-    if !valid_currency(&req.currency) {
-        return bad("invalid_currency");
-    }
-    if !valid_key(&req.idempotency_key) {
-        return bad("invalid_idempotency_key");
-    }
-    if id.len() > MAX_ID_LEN {
-        return not_found();
-    }
     let Ok(mut books) = acq.books.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
     let Some(a) = books.get_mut(id) else { return not_found() };
     if let Some(m) = a.modifications.iter().find(|m| m.kind == kind && m.key == req.idempotency_key) {
