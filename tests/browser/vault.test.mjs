@@ -636,7 +636,8 @@ test('a stored option chosen on the first page is paid with the second page\'s b
   await context.close();
 });
 
-test('a card stored with a 3-D Secure challenge is reported once the challenge is approved', async () => {
+/** A new account's shopper stores the 3-D Secure test card, answering the challenge with `button`. */
+async function storeThroughChallenge(button) {
   const customer = account();
   const c = await checkout(main, { customerAccountId: customer });
   const { page, context, f } = await open(main, { token: c.checkoutToken });
@@ -644,8 +645,13 @@ test('a card stored with a 3-D Secure challenge is reported once the challenge i
   await fillCard(f, '4000000000003220');
   await f.locator('#store').check();
   await f.locator('#pay').click();
-  await f.frameLocator('iframe[title="Confirm with your bank"]').locator('#approve').click();
+  await f.frameLocator('iframe[title="Confirm with your bank"]').locator(button).click();
   const { results, errors } = await finished(page);
+  return { customer, context, results, errors };
+}
+
+test('a card stored with a 3-D Secure challenge is reported once the challenge is approved', async () => {
+  const { customer, context, results, errors } = await storeThroughChallenge('#approve');
   assert.deepEqual(errors, []);
   const [listed] = (await options(main, customer)).body.result;
   assert.equal(listed.carrierNumber, masked('4000000000003220'));
@@ -657,16 +663,9 @@ test('a card stored with a 3-D Secure challenge is reported once the challenge i
 });
 
 test('a card whose 3-D Secure challenge fails is not reported as stored', async () => {
-  const customer = account();
-  const c = await checkout(main, { customerAccountId: customer });
-  const { page, context, f } = await open(main, { token: c.checkoutToken });
-  await f.locator('#stored-empty').waitFor();
-  await fillCard(f, '4000000000003220');
-  await f.locator('#store').check();
-  await f.locator('#pay').click();
-  await f.frameLocator('iframe[title="Confirm with your bank"]').locator('#fail').click();
-  const { results, errors } = await finished(page);
+  const { customer, context, results, errors } = await storeThroughChallenge('#fail');
   assert.deepEqual(errors, []);
+  assert.deepEqual((await options(main, customer)).body.result, [], 'nothing stored');
   assert.deepEqual(results.map((r) => [r.kind, r.transactionStatus, r.storedPaymentOptionReference]), [
     ['CALLBACK', 'AUTHORIZATION_FAILED', undefined],
   ]);
