@@ -38,11 +38,7 @@ impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/db`) with at most `max_connections`
     /// connections and applies pending migrations.
     pub async fn connect(url: &str, max_connections: usize) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config =
-            url.parse().map_err(|e| StoreError::Internal(format!("database_url: {e}")))?;
-        let mut config = config;
-        config.connect_timeout(CONNECT_WAIT);
-        config.application_name("smartpay");
+        let config = connection_config(url)?;
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -59,6 +55,23 @@ impl PgStore {
         migrate::run(&pool).await?;
         Ok(PgStore { pool })
     }
+}
+
+/// The connection settings for `url`: a bounded connect time, the application name
+/// `smartpay`, and no JIT. Every statement here is a short OLTP read or write of a few rows:
+/// JIT compilation (on by default, for plans whose estimated cost passes `jit_above_cost`)
+/// would only add milliseconds of compile time to them. Options given in the URL are kept.
+fn connection_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config =
+        url.parse().map_err(|e| StoreError::Internal(format!("database_url: {e}")))?;
+    config.connect_timeout(CONNECT_WAIT);
+    config.application_name("smartpay");
+    let options = match config.get_options() {
+        Some(given) if !given.is_empty() => format!("{given} -c jit=off"),
+        _ => "-c jit=off".to_owned(),
+    };
+    config.options(&options);
+    Ok(config)
 }
 
 /// A database error as the store reports it: unique violations are conflicts; connection
@@ -511,5 +524,20 @@ impl Store for PgStore {
 
     fn finish_rotation(&self, id: i64, at: Millis) -> StoreFuture<'_, ()> {
         Box::pin(async move { vault::finish_rotation(&self.pool, id, at).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_run_without_jit_and_keep_the_urls_own_options() {
+        let plain = connection_config("postgres://smartpay@db:5432/smartpay").unwrap();
+        assert_eq!(plain.get_options(), Some("-c jit=off"));
+        assert_eq!(plain.get_application_name(), Some("smartpay"));
+        let given = connection_config("postgres://smartpay@db/smartpay?options=-c%20statement_timeout%3D5000").unwrap();
+        assert_eq!(given.get_options(), Some("-c statement_timeout=5000 -c jit=off"));
+        assert!(connection_config("mysql:/nope").is_err());
     }
 }

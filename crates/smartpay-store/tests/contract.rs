@@ -55,5 +55,7 @@ mod modifications;
 mod notifications;
 #[path = "contract/payments.rs"]
 mod payments;
+#[path = "contract/schema.rs"]
+mod schema;
 #[path = "contract/vault.rs"]
 mod vault;

@@ -69,7 +69,7 @@ CREATE UNIQUE INDEX payments_partner_reference ON payments(merchant_id, partner_
 CREATE INDEX payments_expiring ON payments(expires_at_ms) WHERE status = 'CREATED';
 
 CREATE TABLE payment_status_history (
-    payment_id TEXT NOT NULL REFERENCES payments(id),
+    payment_id TEXT COLLATE "C" NOT NULL REFERENCES payments(id),
     seq        BIGINT NOT NULL,
     status     TEXT NOT NULL,
     at_ms      BIGINT NOT NULL,
@@ -83,7 +83,7 @@ CREATE TABLE idempotency_keys (
     key           TEXT NOT NULL,
     route         TEXT NOT NULL,
     fingerprint   BYTEA NOT NULL,                  -- SHA-256 of the canonical request
-    payment_id    TEXT NOT NULL REFERENCES payments(id),
+    payment_id    TEXT COLLATE "C" NOT NULL REFERENCES payments(id),
     response_enc  BYTEA NOT NULL,                  -- the first response, AES-256-GCM (it holds the checkoutToken)
     created_at_ms BIGINT NOT NULL,
     expires_at_ms BIGINT,                        -- NULL: kept as long as the payment

@@ -49,7 +49,7 @@ CREATE INDEX notification_secrets_merchant ON notification_secrets(merchant_id);
 CREATE TABLE notifications (
     id                          TEXT PRIMARY KEY,
     merchant_id                 TEXT NOT NULL REFERENCES merchants(id),
-    payment_id                  TEXT NOT NULL REFERENCES payments(id),
+    payment_id                  TEXT COLLATE "C" NOT NULL REFERENCES payments(id),
     object_type                 TEXT NOT NULL CHECK (object_type IN ('payment', 'refund')),
     object_id                   TEXT NOT NULL,
     modification_id             TEXT,

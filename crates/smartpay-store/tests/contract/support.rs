@@ -58,6 +58,14 @@ impl Harness {
         }
     }
 
+    /// A client of its own on the PostgreSQL database behind the store; `None` on SQLite.
+    pub async fn pg_client(&self) -> Option<tokio_postgres::Client> {
+        match &self.backing {
+            Backing::Sqlite { .. } => None,
+            Backing::Postgres { db } => Some(pg_connect(&db.url).await),
+        }
+    }
+
     /// Runs one SQL statement directly on the database (behind the store's back); the
     /// database's refusal as text.
     pub async fn execute_raw(&self, sql: &str) -> Result<(), String> {
