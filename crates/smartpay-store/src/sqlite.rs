@@ -209,17 +209,34 @@ impl SqliteStore {
 
     /// Runs `work` on a read-only connection. Queries are short, so a connection is taken
     /// in place instead of moving to a blocking thread.
+    ///
+    /// The work runs in one read transaction: all its statements see one snapshot (a payment
+    /// and its history read together agree), and the WAL read lock is taken once instead of
+    /// once per statement (a Get Payment Status is three statements).
     pub(crate) fn read<R>(&self, work: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
         let n = self.readers.len();
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
         for i in 0..n {
             if let Ok(conn) = self.readers[(start + i) % n].try_lock() {
-                return work(&conn);
+                return in_snapshot(&conn, work);
             }
         }
         let conn = self.readers[start % n].lock().map_err(|_| StoreError::Internal("reader poisoned".into()))?;
-        work(&conn)
+        in_snapshot(&conn, work)
     }
+}
+
+/// Runs `work` between `BEGIN` and `COMMIT` on a read-only connection (ended either way).
+fn in_snapshot<R>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
+    let exec = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map_err(map_err);
+    exec("BEGIN")?;
+    let out = work(conn);
+    let end = exec("COMMIT");
+    if end.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let out = out?;
+    end.map(|_| out)
 }
 
 /// WAL frames (4 KiB pages) beyond which the writer finishes a checkpoint itself.
