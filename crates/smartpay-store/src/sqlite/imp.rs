@@ -215,73 +215,90 @@ fn create_checkout_tx(conn: &Connection, c: &NewCheckout) -> Result<CreateOutcom
     Ok(CreateOutcome::Created)
 }
 
-const PAYMENT_COLUMNS: &str =
-    "id, merchant_id, status, amount_minor, currency, description, partner_reference, customer_account_id,
-    external_order_reference, custom_references, payment_method, reconciliation_reference_id, mit,
-    created_at_ms, last_status_at_ms, expires_at_ms, identity_subject, provider, attempts, decline_code, challenge_url, review_reason, stored_option_reference, culture, new_option_reference";
-
-pub(crate) fn read_payment(conn: &Connection, merchant_id: &str, id: &str) -> Result<Option<Payment>, StoreError> {
-    read_payment_where(conn, "id = ?1 AND merchant_id = ?2", params![id, merchant_id])
+/// A payment with its status history in one statement: the payment's columns repeated on each
+/// history row (a checkout has one to a few), in order, and whether it has modifications at all
+/// — so the common read, a payment without any, is one statement (PostgreSQL's `payment_query`
+/// does the same with arrays).
+macro_rules! payment_query {
+    ($condition:literal) => {
+        concat!(
+            "SELECT p.id, p.merchant_id, p.status, p.amount_minor, p.currency, p.description, p.partner_reference,
+                p.customer_account_id, p.external_order_reference, p.custom_references, p.payment_method,
+                p.reconciliation_reference_id, p.mit, p.created_at_ms, p.last_status_at_ms, p.expires_at_ms,
+                p.identity_subject, p.provider, p.attempts, p.decline_code, p.challenge_url, p.review_reason,
+                p.stored_option_reference, p.culture, p.new_option_reference,
+                h.status, h.at_ms, h.reason,
+                EXISTS (SELECT 1 FROM modifications m WHERE m.payment_id = p.id)
+             FROM payments p LEFT JOIN payment_status_history h ON h.payment_id = p.id
+             WHERE ",
+            $condition,
+            " ORDER BY h.seq"
+        )
+    };
 }
 
+pub(crate) fn read_payment(conn: &Connection, merchant_id: &str, id: &str) -> Result<Option<Payment>, StoreError> {
+    read_payment_where(conn, payment_query!("p.id = ?1 AND p.merchant_id = ?2"), params![id, merchant_id])
+}
+
+/// The payment the query finds (see [`payment_query`]), with its history and modifications.
 fn read_payment_where(
     conn: &Connection,
-    condition: &str,
+    sql: &str,
     args: impl rusqlite::Params,
 ) -> Result<Option<Payment>, StoreError> {
-    let row = conn
-        .prepare_cached(&format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE {condition}"))
-        .and_then(|mut s| {
-            s.query_row(args, |r| {
-                Ok((
-                    Payment {
-                        id: r.get(0)?,
-                        merchant_id: r.get(1)?,
-                        status: PaymentStatus::Created,
-                        amount_minor: r.get(3)?,
-                        currency: r.get(4)?,
-                        description: r.get(5)?,
-                        partner_reference: r.get(6)?,
-                        customer_account_id: r.get(7)?,
-                        external_order_reference: r.get(8)?,
-                        custom_references: r.get(9)?,
-                        payment_method: r.get(10)?,
-                        reconciliation_reference_id: r.get(11)?,
-                        mit: r.get::<_, i64>(12)? != 0,
-                        identity_subject: r.get(16)?,
-                        provider: r.get(17)?,
-                        attempts: r.get(18)?,
-                        decline_code: r.get(19)?,
-                        challenge_url: r.get(20)?,
-                        review_reason: r.get(21)?,
-                        stored_option_reference: r.get(22)?,
-                        culture: r.get(23)?,
-                        new_option_reference: r.get(24)?,
-                        created_at: Millis(r.get(13)?),
-                        last_status_at: Millis(r.get(14)?),
-                        expires_at: Millis(r.get(15)?),
-                        history: Vec::new(),
-                        modifications: Vec::new(),
-                    },
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .optional()
-        })
-        .map_err(map_err)?;
-    let Some((mut p, status)) = row else { return Ok(None) };
-    p.status = status_from(&status)?;
-    let mut stmt = conn
-        .prepare_cached("SELECT status, at_ms, reason FROM payment_status_history WHERE payment_id = ?1 ORDER BY seq")
-        .map_err(map_err)?;
-    let rows = stmt
-        .query_map([&p.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<String>>(2)?)))
-        .map_err(map_err)?;
-    for row in rows {
-        let (s, at, reason) = row.map_err(map_err)?;
-        p.history.push(StatusChange { status: status_from(&s)?, at: Millis(at), reason });
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let mut rows = stmt.query(args).map_err(map_err)?;
+    let mut found: Option<(Payment, bool)> = None;
+    while let Some(r) = rows.next().map_err(map_err)? {
+        let (p, _) = match &mut found {
+            Some(f) => f,
+            None => {
+                let payment = Payment {
+                    id: r.get(0).map_err(map_err)?,
+                    merchant_id: r.get(1).map_err(map_err)?,
+                    status: status_from(&r.get::<_, String>(2).map_err(map_err)?)?,
+                    amount_minor: r.get(3).map_err(map_err)?,
+                    currency: r.get(4).map_err(map_err)?,
+                    description: r.get(5).map_err(map_err)?,
+                    partner_reference: r.get(6).map_err(map_err)?,
+                    customer_account_id: r.get(7).map_err(map_err)?,
+                    external_order_reference: r.get(8).map_err(map_err)?,
+                    custom_references: r.get(9).map_err(map_err)?,
+                    payment_method: r.get(10).map_err(map_err)?,
+                    reconciliation_reference_id: r.get(11).map_err(map_err)?,
+                    mit: r.get::<_, i64>(12).map_err(map_err)? != 0,
+                    identity_subject: r.get(16).map_err(map_err)?,
+                    provider: r.get(17).map_err(map_err)?,
+                    attempts: r.get(18).map_err(map_err)?,
+                    decline_code: r.get(19).map_err(map_err)?,
+                    challenge_url: r.get(20).map_err(map_err)?,
+                    review_reason: r.get(21).map_err(map_err)?,
+                    stored_option_reference: r.get(22).map_err(map_err)?,
+                    culture: r.get(23).map_err(map_err)?,
+                    new_option_reference: r.get(24).map_err(map_err)?,
+                    created_at: Millis(r.get(13).map_err(map_err)?),
+                    last_status_at: Millis(r.get(14).map_err(map_err)?),
+                    expires_at: Millis(r.get(15).map_err(map_err)?),
+                    history: Vec::new(),
+                    modifications: Vec::new(),
+                };
+                found.insert((payment, r.get::<_, bool>(28).map_err(map_err)?))
+            }
+        };
+        if let Some(status) = r.get::<_, Option<String>>(25).map_err(map_err)? {
+            p.history.push(StatusChange {
+                status: status_from(&status)?,
+                at: Millis(r.get(26).map_err(map_err)?),
+                reason: r.get(27).map_err(map_err)?,
+            });
+        }
     }
-    p.modifications = super::modifications::read_modifications(conn, &p.id)?;
+    drop(rows);
+    let Some((mut p, has_modifications)) = found else { return Ok(None) };
+    if has_modifications {
+        p.modifications = super::modifications::read_modifications(conn, &p.id)?;
+    }
     Ok(Some(p))
 }
 
@@ -363,7 +380,7 @@ pub(crate) fn apply_events_tx(
 
 impl Store for SqliteStore {
     fn payment_by_token(&self, token_digest: &[u8]) -> StoreFuture<'_, Option<Payment>> {
-        ready(self.read(|c| read_payment_where(c, "token_digest = ?1", params![token_digest])))
+        ready(self.read(|c| read_payment_where(c, payment_query!("p.token_digest = ?1"), params![token_digest])))
     }
 
     fn count_attempt(&self, payment_id: &str, max: u32) -> StoreFuture<'_, Option<u32>> {
