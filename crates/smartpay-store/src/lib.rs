@@ -5,6 +5,19 @@
 //! without touching callers. Every method that writes does all of its work in one
 //! transaction: a status change and its history row, a checkout and its idempotency claims.
 
+/// The payment columns both stores read for a payment (table alias `p`), in the order their
+/// row readers (`sqlite/imp.rs` `read_payment_where`, `postgres/payments.rs` `payment_from`)
+/// take them.
+macro_rules! payment_columns {
+    () => {
+        "p.id, p.merchant_id, p.status, p.amount_minor, p.currency, p.description, p.partner_reference,
+         p.customer_account_id, p.external_order_reference, p.custom_references, p.payment_method,
+         p.reconciliation_reference_id, p.mit, p.created_at_ms, p.last_status_at_ms, p.expires_at_ms,
+         p.identity_subject, p.provider, p.attempts, p.decline_code, p.challenge_url, p.review_reason,
+         p.stored_option_reference, p.culture, p.new_option_reference"
+    };
+}
+
 mod decide;
 mod model;
 mod postgres;

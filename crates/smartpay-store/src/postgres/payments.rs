@@ -38,12 +38,9 @@ fn big(v: u32) -> i64 {
 macro_rules! payment_query {
     ($condition:literal) => {
         concat!(
-            "SELECT p.id, p.merchant_id, p.status, p.amount_minor, p.currency, p.description, p.partner_reference,
-                p.customer_account_id, p.external_order_reference, p.custom_references, p.payment_method,
-                p.reconciliation_reference_id, p.mit, p.created_at_ms, p.last_status_at_ms, p.expires_at_ms,
-                p.identity_subject, p.provider, p.attempts, p.decline_code, p.challenge_url, p.review_reason,
-                p.stored_option_reference, p.culture, p.new_option_reference,
-                h.statuses, h.ats, h.reasons,
+            "SELECT ",
+            payment_columns!(),
+            ", h.statuses, h.ats, h.reasons,
                 EXISTS (SELECT 1 FROM modifications m WHERE m.payment_id = p.id)
              FROM payments p
              LEFT JOIN LATERAL (

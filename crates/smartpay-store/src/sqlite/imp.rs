@@ -222,12 +222,9 @@ fn create_checkout_tx(conn: &Connection, c: &NewCheckout) -> Result<CreateOutcom
 macro_rules! payment_query {
     ($condition:literal) => {
         concat!(
-            "SELECT p.id, p.merchant_id, p.status, p.amount_minor, p.currency, p.description, p.partner_reference,
-                p.customer_account_id, p.external_order_reference, p.custom_references, p.payment_method,
-                p.reconciliation_reference_id, p.mit, p.created_at_ms, p.last_status_at_ms, p.expires_at_ms,
-                p.identity_subject, p.provider, p.attempts, p.decline_code, p.challenge_url, p.review_reason,
-                p.stored_option_reference, p.culture, p.new_option_reference,
-                h.status, h.at_ms, h.reason,
+            "SELECT ",
+            payment_columns!(),
+            ", h.status, h.at_ms, h.reason,
                 EXISTS (SELECT 1 FROM modifications m WHERE m.payment_id = p.id)
              FROM payments p LEFT JOIN payment_status_history h ON h.payment_id = p.id
              WHERE ",
@@ -254,36 +251,41 @@ fn read_payment_where(
         let (p, _) = match &mut found {
             Some(f) => f,
             None => {
-                let payment = Payment {
-                    id: r.get(0).map_err(map_err)?,
-                    merchant_id: r.get(1).map_err(map_err)?,
-                    status: status_from(&r.get::<_, String>(2).map_err(map_err)?)?,
-                    amount_minor: r.get(3).map_err(map_err)?,
-                    currency: r.get(4).map_err(map_err)?,
-                    description: r.get(5).map_err(map_err)?,
-                    partner_reference: r.get(6).map_err(map_err)?,
-                    customer_account_id: r.get(7).map_err(map_err)?,
-                    external_order_reference: r.get(8).map_err(map_err)?,
-                    custom_references: r.get(9).map_err(map_err)?,
-                    payment_method: r.get(10).map_err(map_err)?,
-                    reconciliation_reference_id: r.get(11).map_err(map_err)?,
-                    mit: r.get::<_, i64>(12).map_err(map_err)? != 0,
-                    identity_subject: r.get(16).map_err(map_err)?,
-                    provider: r.get(17).map_err(map_err)?,
-                    attempts: r.get(18).map_err(map_err)?,
-                    decline_code: r.get(19).map_err(map_err)?,
-                    challenge_url: r.get(20).map_err(map_err)?,
-                    review_reason: r.get(21).map_err(map_err)?,
-                    stored_option_reference: r.get(22).map_err(map_err)?,
-                    culture: r.get(23).map_err(map_err)?,
-                    new_option_reference: r.get(24).map_err(map_err)?,
-                    created_at: Millis(r.get(13).map_err(map_err)?),
-                    last_status_at: Millis(r.get(14).map_err(map_err)?),
-                    expires_at: Millis(r.get(15).map_err(map_err)?),
-                    history: Vec::new(),
-                    modifications: Vec::new(),
+                let row = |r: &Row<'_>| -> rusqlite::Result<(Payment, String, bool)> {
+                    let payment = Payment {
+                        id: r.get(0)?,
+                        merchant_id: r.get(1)?,
+                        status: PaymentStatus::Created,
+                        amount_minor: r.get(3)?,
+                        currency: r.get(4)?,
+                        description: r.get(5)?,
+                        partner_reference: r.get(6)?,
+                        customer_account_id: r.get(7)?,
+                        external_order_reference: r.get(8)?,
+                        custom_references: r.get(9)?,
+                        payment_method: r.get(10)?,
+                        reconciliation_reference_id: r.get(11)?,
+                        mit: r.get::<_, i64>(12)? != 0,
+                        identity_subject: r.get(16)?,
+                        provider: r.get(17)?,
+                        attempts: r.get(18)?,
+                        decline_code: r.get(19)?,
+                        challenge_url: r.get(20)?,
+                        review_reason: r.get(21)?,
+                        stored_option_reference: r.get(22)?,
+                        culture: r.get(23)?,
+                        new_option_reference: r.get(24)?,
+                        created_at: Millis(r.get(13)?),
+                        last_status_at: Millis(r.get(14)?),
+                        expires_at: Millis(r.get(15)?),
+                        history: Vec::new(),
+                        modifications: Vec::new(),
+                    };
+                    Ok((payment, r.get(2)?, r.get(28)?))
                 };
-                found.insert((payment, r.get::<_, bool>(28).map_err(map_err)?))
+                let (mut payment, status, has_modifications) = row(r).map_err(map_err)?;
+                payment.status = status_from(&status)?;
+                found.insert((payment, has_modifications))
             }
         };
         if let Some(status) = r.get::<_, Option<String>>(25).map_err(map_err)? {
