@@ -22,6 +22,8 @@ mod decide;
 mod model;
 mod postgres;
 mod sqlite;
+#[cfg(test)]
+mod testing;
 
 use std::future::Future;
 use std::pin::Pin;

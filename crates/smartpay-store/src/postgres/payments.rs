@@ -577,7 +577,7 @@ pub(crate) mod tests {
 
     use std::sync::Arc;
 
-    use smartpay_domain::modification::{CaptureMode, ModificationStatus, ModificationType};
+    use smartpay_domain::modification::{ModificationStatus, ModificationType};
     use smartpay_domain::status::Event;
     use smartpay_domain::{Millis, PaymentStatus};
 
@@ -639,40 +639,12 @@ pub(crate) mod tests {
     }
 
     pub(crate) async fn merchant(store: &PgStore, id: &str) {
-        store
-            .create_merchant(Merchant {
-                id: id.into(),
-                name: "Shop".into(),
-                status: MerchantStatus::Active,
-                capture_mode: CaptureMode::Auto,
-                capture_delay_seconds: None,
-                auto_cancel_seconds: None,
-                identity_jwks: None,
-                created_at: Millis(1),
-            })
-            .await
-            .unwrap();
+        store.create_merchant(crate::testing::merchant_record(id)).await.unwrap();
     }
 
+    /// [`crate::testing::checkout`] with a culture, which these tests read back.
     fn checkout(id: &str, merchant: &str, claims: Vec<IdempotencyClaim>) -> NewCheckout {
-        NewCheckout {
-            id: id.into(),
-            merchant_id: merchant.into(),
-            amount_minor: 1099,
-            currency: "EUR".into(),
-            description: "d".into(),
-            partner_reference: None,
-            customer_account_id: None,
-            external_order_reference: None,
-            custom_references: None,
-            culture: Some("de-DE".into()),
-            request_json: "{}".into(),
-            token_digest: id.as_bytes().to_vec(),
-            identity_subject: None,
-            created_at: Millis(1_000),
-            expires_at: Millis(61_000),
-            claims,
-        }
+        NewCheckout { culture: Some("de-DE".into()), ..crate::testing::checkout(id, merchant, claims) }
     }
 
     fn claim(scope: IdempotencyScope, key: &str, fingerprint: &[u8], expires_at: Option<Millis>) -> IdempotencyClaim {

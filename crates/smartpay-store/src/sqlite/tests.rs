@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use smartpay_domain::Millis;
-
 use super::*;
+use crate::testing::checkout;
 use crate::*;
 
 fn open(dir: &tempfile::TempDir) -> SqliteStore {
@@ -14,40 +13,7 @@ fn open(dir: &tempfile::TempDir) -> SqliteStore {
 }
 
 async fn merchant(store: &SqliteStore, id: &str) {
-    store
-        .create_merchant(Merchant {
-            id: id.into(),
-            name: "Shop".into(),
-            status: MerchantStatus::Active,
-            capture_mode: smartpay_domain::modification::CaptureMode::Auto,
-            capture_delay_seconds: None,
-            auto_cancel_seconds: None,
-            identity_jwks: None,
-            created_at: Millis(1),
-        })
-        .await
-        .unwrap();
-}
-
-fn checkout(id: &str, merchant: &str, claims: Vec<IdempotencyClaim>) -> NewCheckout {
-    NewCheckout {
-        id: id.into(),
-        merchant_id: merchant.into(),
-        amount_minor: 1099,
-        currency: "EUR".into(),
-        description: "d".into(),
-        partner_reference: None,
-        customer_account_id: None,
-        external_order_reference: None,
-        custom_references: None,
-        culture: None,
-        request_json: "{}".into(),
-        token_digest: id.as_bytes().to_vec(),
-        identity_subject: None,
-        created_at: Millis(1_000),
-        expires_at: Millis(61_000),
-        claims,
-    }
+    store.create_merchant(crate::testing::merchant_record(id)).await.unwrap();
 }
 
 #[tokio::test]
