@@ -417,9 +417,11 @@ async fn a_refused_notification_is_sent_again_at_most_twice() {
     sb.script(&refused, serde_json::json!({"approve": false})).await;
     for _ in 0..3 {
         next(&mut rx).await;
+        assert_eq!(sb.stats().await.notifications_in_flight, 1, "a notification being retried is in flight");
     }
     // The last retry comes 0.5 s after the first attempt; nothing may follow it.
     assert!(tokio::time::timeout(Duration::from_millis(800), rx.recv()).await.is_err(), "a fourth attempt was sent");
+    assert_eq!(sb.stats().await.notifications_in_flight, 0, "the retries are spent");
 }
 
 #[tokio::test]

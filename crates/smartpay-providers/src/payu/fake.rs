@@ -235,6 +235,7 @@ impl Payu {
             order_creates: self.counters.order_creates.load(Ordering::Relaxed),
             modifications: self.counters.modifications.load(Ordering::Relaxed),
             notifications_delivered: self.notifier.delivered(),
+            notifications_in_flight: self.notifier.in_flight().try_into().unwrap_or(u64::MAX),
             orders: self.orders.lock().map(|o| o.len()).unwrap_or(0).try_into().unwrap_or(u64::MAX),
         }
     }

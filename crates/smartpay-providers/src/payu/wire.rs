@@ -104,6 +104,8 @@ pub struct Stats {
     pub modifications: u64,
     /// Notifications delivered (answered 2xx).
     pub notifications_delivered: u64,
+    /// Notifications waiting for their delay, being sent or between retries.
+    pub notifications_in_flight: u64,
     /// Orders held in memory now.
     pub orders: u64,
 }

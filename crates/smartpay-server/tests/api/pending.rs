@@ -89,7 +89,7 @@ pub struct Payu {
 
 impl Payu {
     /// Scripts order `order` (`approve`, `pendingPolls`, `failPolls`, `amountOverride`,
-    /// `currencyOverride`).
+    /// `currencyOverride`), then waits for the notification a decision sends to be taken.
     pub async fn script(&self, order: &str, script: Value) {
         let r = self
             .http
@@ -100,6 +100,19 @@ impl Payu {
             .await
             .unwrap();
         assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+        self.quiet().await;
+    }
+
+    /// Waits until the fake has no notification left to send, so the gateway has taken each
+    /// one (a nudge of the order's resolution job) before the test claims jobs itself.
+    pub async fn quiet(&self) {
+        for _ in 0..1000 {
+            if self.stats().await.notifications_in_flight == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("the fake PayU still has notifications in flight after 5 s");
     }
 
     /// What the fake answered so far.

@@ -53,6 +53,13 @@ impl Notifier {
         self.delivered.load(Ordering::Relaxed)
     }
 
+    /// How many notifications are waiting, being sent or between retries.
+    pub fn in_flight(&self) -> usize {
+        let Ok(mut tasks) = self.tasks.lock() else { return 0 };
+        while tasks.try_join_next().is_some() {}
+        tasks.len()
+    }
+
     /// Sends `n` to `url` after `delay`, in the background.
     pub fn schedule(&self, url: Url, delay: Duration, n: wire::Notification) {
         if self.stopped.load(Ordering::SeqCst) {
