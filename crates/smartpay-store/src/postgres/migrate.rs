@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "modifications", include_str!("../../migrations/postgres/0004_modifications.sql")),
     (5, "pending_and_notifications", include_str!("../../migrations/postgres/0005_pending_and_notifications.sql")),
     (6, "vault", include_str!("../../migrations/postgres/0006_vault.sql")),
+    (7, "hot_path", include_str!("../../migrations/postgres/0007_hot_path.sql")),
 ];
 
 /// An arbitrary constant naming SmartPay's migration lock.

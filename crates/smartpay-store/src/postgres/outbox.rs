@@ -1,12 +1,12 @@
-//! What a status change writes besides the status, in the change's own transaction: its history
-//! row, the merchant's notification (the outbox, CONTRACT §12), and the end of the pending
-//! resolution it makes moot — the PostgreSQL mirror of `sqlite/outbox.rs`. Every status change of
-//! a payment or a refund passes here.
+//! What a status change writes besides the status, in the change's own transaction: the
+//! merchant's notification (the outbox, CONTRACT §12), the end of the pending resolution it
+//! makes moot, and a modification's history row — the PostgreSQL mirror of `sqlite/outbox.rs`.
+//! Every status change of a payment or a refund passes here. A payment's own history is kept in
+//! its row (migration 0007) and appended by the status update that causes it.
 //!
-//! History rows are numbered `MAX(seq) + 1`: safe because the caller's status change
-//! (`UPDATE payments … WHERE id = $1 AND status = $2`, or a modification's insert or update)
-//! locked the row the history belongs to, so no other transaction numbers the same history at
-//! the same time.
+//! Modification history rows are numbered `MAX(seq) + 1`: safe because the caller's change (a
+//! modification's insert or update) locked the row the history belongs to, so no other
+//! transaction numbers the same history at the same time.
 
 use deadpool_postgres::Transaction;
 use smartpay_domain::modification::{ModificationStatus, ModificationType};
@@ -34,27 +34,18 @@ fn event_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// The history row of a payment's move `from` → `to`, and what the move causes: a notification
-/// when `to` is one merchants hear of (only for merchants with an endpoint), and the end of the
-/// authorization's pending resolution once the payment leaves `AUTHORIZATION_PENDING`.
+/// What a payment's move `from` → `to` causes (its history entry is appended by the status
+/// update itself, in the payment's row): a notification when `to` is one merchants hear of
+/// (only for merchants with an endpoint), and the end of the authorization's pending resolution
+/// once the payment leaves `AUTHORIZATION_PENDING`.
 pub(crate) async fn payment_changed(
     tx: &Transaction<'_>,
     payment_id: &str,
     from: PaymentStatus,
     to: PaymentStatus,
     at: Millis,
-    reason: Option<&str>,
     origin: EventOrigin,
 ) -> Result<(), StoreError> {
-    let history = tx
-        .prepare_cached(
-            "INSERT INTO payment_status_history (payment_id, seq, status, at_ms, reason)
-             SELECT $1::TEXT, COALESCE(MAX(seq), 0) + 1, $2::TEXT, $3::BIGINT, $4::TEXT
-             FROM payment_status_history WHERE payment_id = $1::TEXT",
-        )
-        .await
-        .map_err(map_err)?;
-    tx.execute(&history, &[&payment_id, &to.as_str(), &at.0, &reason]).await.map_err(map_err)?;
     if notifies(to) {
         // Only for merchants with an endpoint: otherwise the statement inserts nothing.
         let notify = tx

@@ -32,22 +32,17 @@ fn big(v: u32) -> i64 {
     i64::from(v)
 }
 
-/// The payment columns [`payment_from`] reads, then the status history as three arrays (one
-/// scan of the history's primary key), then whether the payment has modifications at all (so
-/// the common read, a checkout without any, is one statement).
+/// The payment columns [`payment_from`] reads, then its status history (three arrays kept in
+/// the payment's own row, migration 0007), then whether the payment has modifications at all
+/// (so the common read, a checkout without any, is one statement on one primary-key lookup).
 macro_rules! payment_query {
     ($condition:literal) => {
         concat!(
             "SELECT ",
             payment_columns!(),
-            ", h.statuses, h.ats, h.reasons,
+            ", p.history_statuses, p.history_ats, p.history_reasons,
                 EXISTS (SELECT 1 FROM modifications m WHERE m.payment_id = p.id)
              FROM payments p
-             LEFT JOIN LATERAL (
-                 SELECT array_agg(status ORDER BY seq) AS statuses, array_agg(at_ms ORDER BY seq) AS ats,
-                        array_agg(reason ORDER BY seq) AS reasons
-                 FROM payment_status_history WHERE payment_id = p.id
-             ) h ON TRUE
              WHERE ",
             $condition
         )
@@ -61,13 +56,11 @@ const PAYMENT_BY_TOKEN: &str = payment_query!("p.token_digest = $1");
 
 /// A row of [`payment_query`]: the payment, its history, and whether it has modifications.
 fn payment_from(r: &Row) -> Result<(Payment, bool), StoreError> {
-    let statuses: Option<Vec<String>> = col(r, 25)?;
-    let ats: Option<Vec<i64>> = col(r, 26)?;
-    let reasons: Option<Vec<Option<String>>> = col(r, 27)?;
-    let mut history = Vec::new();
-    for ((s, at), reason) in
-        statuses.unwrap_or_default().iter().zip(ats.unwrap_or_default()).zip(reasons.unwrap_or_default())
-    {
+    let statuses: Vec<String> = col(r, 25)?;
+    let ats: Vec<i64> = col(r, 26)?;
+    let reasons: Vec<Option<String>> = col(r, 27)?;
+    let mut history = Vec::with_capacity(statuses.len());
+    for ((s, at), reason) in statuses.iter().zip(ats).zip(reasons) {
         history.push(StatusChange { status: status_from(s)?, at: Millis(at), reason });
     }
     let attempts: i64 = col(r, 18)?;
@@ -228,14 +221,21 @@ pub(crate) async fn record_status(
     origin: EventOrigin,
 ) -> Result<bool, StoreError> {
     let stmt = tx
-        .prepare_cached("UPDATE payments SET status = $1, last_status_at_ms = $2 WHERE id = $3 AND status = $4")
+        .prepare_cached(
+            "UPDATE payments SET status = $1, last_status_at_ms = $2,
+                 history_statuses = array_append(history_statuses, $1::TEXT),
+                 history_ats = array_append(history_ats, $2::BIGINT),
+                 history_reasons = array_append(history_reasons, $5::TEXT)
+             WHERE id = $3 AND status = $4",
+        )
         .await
         .map_err(map_err)?;
-    let changed = tx.execute(&stmt, &[&to.as_str(), &at.0, &payment_id, &from.as_str()]).await.map_err(map_err)?;
+    let changed =
+        tx.execute(&stmt, &[&to.as_str(), &at.0, &payment_id, &from.as_str(), &reason]).await.map_err(map_err)?;
     if changed == 0 {
         return Ok(false);
     }
-    outbox::payment_changed(tx, payment_id, from, to, at, reason, origin).await?;
+    outbox::payment_changed(tx, payment_id, from, to, at, origin).await?;
     Ok(true)
 }
 
@@ -251,9 +251,18 @@ pub(crate) async fn apply_events_tx(
 ) -> Result<Option<PaymentStatus>, StoreError> {
     let path = crate::decide::path(from, events)?;
     let to = path.last().copied().unwrap_or(from);
+    // Self-transitions (e.g. a further capture on CAPTURED) change facts, not the status: they
+    // get no history entry.
+    let changes: Vec<_> = crate::decide::changes(from, &path, u.reason.as_deref()).collect();
+    let statuses: Vec<&str> = changes.iter().map(|c| c.1.as_str()).collect();
+    let ats: Vec<i64> = vec![at.0; changes.len()];
+    let reasons: Vec<Option<&str>> = changes.iter().map(|c| c.2).collect();
     let stmt = tx
         .prepare_cached(
             "UPDATE payments SET status = $1,
+                history_statuses = array_cat(history_statuses, $15::TEXT[]),
+                history_ats = array_cat(history_ats, $16::BIGINT[]),
+                history_reasons = array_cat(history_reasons, $17::TEXT[]),
                 last_status_at_ms = CASE WHEN $12::BOOLEAN THEN last_status_at_ms ELSE $2::BIGINT END,
                 provider = COALESCE($3::TEXT, provider),
                 reconciliation_reference_id = COALESCE($4::TEXT, reconciliation_reference_id),
@@ -287,6 +296,9 @@ pub(crate) async fn apply_events_tx(
                 &events.is_empty(),
                 &u.stored_option_reference,
                 &u.new_option_reference,
+                &statuses,
+                &ats,
+                &reasons,
             ],
         )
         .await
@@ -294,30 +306,38 @@ pub(crate) async fn apply_events_tx(
     if changed == 0 {
         return Ok(None);
     }
-    // Self-transitions (e.g. a further capture on CAPTURED) change facts, not the status: they
-    // get no history row.
-    for (previous, status, reason) in crate::decide::changes(from, &path, u.reason.as_deref()) {
-        outbox::payment_changed(tx, payment_id, previous, status, at, reason, u.origin).await?;
+    for (previous, status, _) in changes {
+        outbox::payment_changed(tx, payment_id, previous, status, at, u.origin).await?;
     }
     schedule(tx, payment_id, &u.schedule, at).await?;
     Ok(Some(to))
 }
 
-/// The checkout, its first history row, the customer's account (the first checkout naming an
-/// account creates its vault, CONTRACT §8) and its idempotency claims, in one statement. Every
-/// insert depends on the payment's: when it conflicts (a partner reference another checkout
-/// holds), nothing is written. Returns whether the payment and every claim were written.
-const INSERT_CHECKOUT: &str = "WITH p AS (
-        INSERT INTO payments (id, merchant_id, status, amount_minor, currency, description, partner_reference,
-            customer_account_id, external_order_reference, custom_references, culture, request_json, token_digest,
-            identity_subject, created_at_ms, last_status_at_ms, expires_at_ms)
-        VALUES ($1, $2, 'CREATED', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)
-        ON CONFLICT DO NOTHING
-        RETURNING id
-    ), h AS (
-        INSERT INTO payment_status_history (payment_id, seq, status, at_ms)
-        SELECT id, 1, 'CREATED', $14::BIGINT FROM p
-    ), a AS (
+/// The payment row of a new checkout, with its first history entry (`CREATED`), returning its
+/// id; shared by [`INSERT_CHECKOUT`] and [`INSERT_PLAIN_CHECKOUT`].
+macro_rules! insert_payment {
+    ($on_conflict:literal) => {
+        concat!(
+            "INSERT INTO payments (id, merchant_id, status, amount_minor, currency, description, partner_reference,
+                customer_account_id, external_order_reference, custom_references, culture, request_json, token_digest,
+                identity_subject, created_at_ms, last_status_at_ms, expires_at_ms, history_statuses, history_ats,
+                history_reasons)
+            VALUES ($1, $2, 'CREATED', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15,
+                ARRAY['CREATED'], ARRAY[$14::BIGINT], ARRAY[NULL::TEXT])",
+            $on_conflict,
+            " RETURNING id"
+        )
+    };
+}
+
+/// The checkout, the customer's account (the first checkout naming an account creates its
+/// vault, CONTRACT §8) and its idempotency claims, in one statement. Every insert depends on
+/// the payment's: when it conflicts (a partner reference another checkout holds), nothing is
+/// written. Returns how many payments (0 or 1) and claims were written.
+const INSERT_CHECKOUT: &str = concat!(
+    "WITH p AS (",
+    insert_payment!(" ON CONFLICT DO NOTHING"),
+    "), a AS (
         INSERT INTO accounts (merchant_id, account_id, created_at_ms, updated_at_ms)
         SELECT $2::TEXT, $7::TEXT, $14::BIGINT, $14::BIGINT FROM p WHERE $7::TEXT IS NOT NULL
         ON CONFLICT (merchant_id, account_id) DO NOTHING
@@ -330,7 +350,13 @@ const INSERT_CHECKOUT: &str = "WITH p AS (
         ON CONFLICT (merchant_id, scope, key) DO NOTHING
         RETURNING 1
     )
-    SELECT (SELECT COUNT(*) FROM p), (SELECT COUNT(*) FROM c)";
+    SELECT (SELECT COUNT(*) FROM p), (SELECT COUNT(*) FROM c)"
+);
+
+/// A checkout without idempotency claims and without an account: the payment row alone, a
+/// plain insert (no speculative insertion into each unique index, as `ON CONFLICT` makes). A
+/// taken id or token digest is a unique violation, which the store answers as a conflict.
+const INSERT_PLAIN_CHECKOUT: &str = insert_payment!("");
 
 /// How often a checkout is tried again after its claims met only expired or vanished records.
 const CLAIM_ROUNDS: usize = 3;
@@ -338,6 +364,11 @@ const CLAIM_ROUNDS: usize = 3;
 /// Stores a checkout, or answers the replay or conflict an existing claim calls for.
 pub(crate) async fn create_checkout(pool: &Pool, checkout: NewCheckout) -> Result<CreateOutcome, StoreError> {
     let mut c = client(pool).await?;
+    if checkout.claims.is_empty() && checkout.customer_account_id.is_none() {
+        // The common checkout: one row, one autocommitted statement (no BEGIN … COMMIT).
+        insert_plain_checkout(&c, &checkout).await?;
+        return Ok(CreateOutcome::Created);
+    }
     if checkout.claims.is_empty() {
         // Without claims, every insert of [`INSERT_CHECKOUT`] depends on the payment's, and one
         // statement is atomic by itself: all is written or nothing, with no transaction around
@@ -367,6 +398,34 @@ pub(crate) async fn create_checkout(pool: &Pool, checkout: NewCheckout) -> Resul
     Err(StoreError::Conflict("the checkout conflicts with an existing payment".into()))
 }
 
+/// Runs [`INSERT_PLAIN_CHECKOUT`]. A taken id or token digest is [`StoreError::Conflict`].
+async fn insert_plain_checkout(c: &impl GenericClient, n: &NewCheckout) -> Result<(), StoreError> {
+    let stmt = c.prepare_cached(INSERT_PLAIN_CHECKOUT).await.map_err(map_err)?;
+    c.execute(&stmt, &payment_params(n)).await.map_err(map_err)?;
+    Ok(())
+}
+
+/// The parameters `$1`…`$15` of [`insert_payment`].
+fn payment_params(n: &NewCheckout) -> [&(dyn tokio_postgres::types::ToSql + Sync); 15] {
+    [
+        &n.id,
+        &n.merchant_id,
+        &n.amount_minor,
+        &n.currency,
+        &n.description,
+        &n.partner_reference,
+        &n.customer_account_id,
+        &n.external_order_reference,
+        &n.custom_references,
+        &n.culture,
+        &n.request_json,
+        &n.token_digest,
+        &n.identity_subject,
+        &n.created_at.0,
+        &n.expires_at.0,
+    ]
+}
+
 /// Runs [`INSERT_CHECKOUT`]; `true` when the payment and all its claims were written.
 async fn insert_checkout(tx: &impl GenericClient, c: &NewCheckout) -> Result<bool, StoreError> {
     let stmt = tx.prepare_cached(INSERT_CHECKOUT).await.map_err(map_err)?;
@@ -376,35 +435,9 @@ async fn insert_checkout(tx: &impl GenericClient, c: &NewCheckout) -> Result<boo
     let fingerprints: Vec<&[u8]> = c.claims.iter().map(|k| k.fingerprint.as_slice()).collect();
     let responses: Vec<&[u8]> = c.claims.iter().map(|k| k.response_enc.as_slice()).collect();
     let expiries: Vec<Option<i64>> = c.claims.iter().map(|k| k.expires_at.map(|m| m.0)).collect();
-    let row = tx
-        .query_one(
-            &stmt,
-            &[
-                &c.id,
-                &c.merchant_id,
-                &c.amount_minor,
-                &c.currency,
-                &c.description,
-                &c.partner_reference,
-                &c.customer_account_id,
-                &c.external_order_reference,
-                &c.custom_references,
-                &c.culture,
-                &c.request_json,
-                &c.token_digest,
-                &c.identity_subject,
-                &c.created_at.0,
-                &c.expires_at.0,
-                &scopes,
-                &keys,
-                &routes,
-                &fingerprints,
-                &responses,
-                &expiries,
-            ],
-        )
-        .await
-        .map_err(map_err)?;
+    let mut params = payment_params(c).to_vec();
+    params.extend_from_slice(&[&scopes, &keys, &routes, &fingerprints, &responses, &expiries]);
+    let row = tx.query_one(&stmt, &params).await.map_err(map_err)?;
     let payments: i64 = col(&row, 0)?;
     let claims: i64 = col(&row, 1)?;
     Ok(payments == 1 && usize::try_from(claims).ok() == Some(c.claims.len()))
@@ -519,8 +552,12 @@ pub(crate) async fn payment_keys_after(
     rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))).collect()
 }
 
+/// The history reason of a checkout the sweep expired.
+const EXPIRED_REASON: &str = "checkout lifetime ended";
+
 /// Moves up to `limit` checkouts whose lifetime ended to `EXPIRED`. Payments another node's
 /// sweep holds are skipped (`SKIP LOCKED`), so concurrent sweeps never expire one twice.
+
 pub(crate) async fn expire_due(pool: &Pool, now: Millis, limit: u32) -> Result<Vec<Expired>, StoreError> {
     let from = PaymentStatus::Created;
     let Ok(to) = transition(from, Event::Expired) else { return Ok(Vec::new()) };
@@ -532,29 +569,26 @@ pub(crate) async fn expire_due(pool: &Pool, now: Millis, limit: u32) -> Result<V
                  SELECT id FROM payments WHERE status = $3 AND expires_at_ms <= $1
                  ORDER BY expires_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED
              )
-             UPDATE payments p SET status = $4, last_status_at_ms = $1 FROM due
-             WHERE p.id = due.id AND p.status = $3
+             UPDATE payments p SET status = $4, last_status_at_ms = $1,
+                 history_statuses = array_append(p.history_statuses, $4::TEXT),
+                 history_ats = array_append(p.history_ats, $1::BIGINT),
+                 history_reasons = array_append(p.history_reasons, $5::TEXT)
+             FROM due WHERE p.id = due.id AND p.status = $3
              RETURNING p.id, p.merchant_id, p.expires_at_ms",
         )
         .await
         .map_err(map_err)?;
-    let rows = tx.query(&stmt, &[&now.0, &big(limit), &from.as_str(), &to.as_str()]).await.map_err(map_err)?;
+    let rows = tx
+        .query(&stmt, &[&now.0, &big(limit), &from.as_str(), &to.as_str(), &EXPIRED_REASON])
+        .await
+        .map_err(map_err)?;
     let mut due = rows
         .iter()
         .map(|r| Ok((col::<i64>(r, 2)?, Expired { payment_id: col(r, 0)?, merchant_id: col(r, 1)? })))
         .collect::<Result<Vec<_>, StoreError>>()?;
     due.sort_by(|a, b| (a.0, &a.1.payment_id).cmp(&(b.0, &b.1.payment_id)));
     for (_, e) in &due {
-        outbox::payment_changed(
-            &tx,
-            &e.payment_id,
-            from,
-            to,
-            now,
-            Some("checkout lifetime ended"),
-            EventOrigin::Automated,
-        )
-        .await?;
+        outbox::payment_changed(&tx, &e.payment_id, from, to, now, EventOrigin::Automated).await?;
     }
     tx.commit().await.map_err(map_err)?;
     Ok(due.into_iter().map(|(_, e)| e).collect())
@@ -701,7 +735,7 @@ pub(crate) mod tests {
             CreateOutcome::Created
         );
         assert_eq!(db.count("SELECT COUNT(*) FROM payments").await, 2, "replays and conflicts write nothing");
-        assert_eq!(db.count("SELECT COUNT(*) FROM payment_status_history").await, 2);
+        assert_eq!(db.count("SELECT COUNT(*) FROM payments, unnest(history_statuses)").await, 2);
     }
 
     #[tokio::test]
@@ -910,7 +944,7 @@ pub(crate) mod tests {
             won += usize::from(t.await.unwrap().is_some());
         }
         assert_eq!(won, 1);
-        assert_eq!(db.count("SELECT COUNT(*) FROM payment_status_history").await, 2);
+        assert_eq!(db.count("SELECT COUNT(*) FROM payments, unnest(history_statuses)").await, 2);
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "modifications", include_str!("../../migrations/sqlite/0004_modifications.sql")),
     (5, "pending_and_notifications", include_str!("../../migrations/sqlite/0005_pending_and_notifications.sql")),
     (6, "vault", include_str!("../../migrations/sqlite/0006_vault.sql")),
+    (7, "hot_path", include_str!("../../migrations/sqlite/0007_hot_path.sql")),
 ];
 
 /// Applies every migration the database has not seen yet.

@@ -104,7 +104,7 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 /// A client on `url`, its connection driven by a task of the current runtime.
-async fn pg_connect(url: &str) -> tokio_postgres::Client {
+pub async fn pg_connect(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap_or_else(|e| {
         panic!(
             "PostgreSQL is required for the contract suite's postgres variants and is not reachable at {url}: {e} \
@@ -127,7 +127,7 @@ pub struct PgDatabase {
 }
 
 impl PgDatabase {
-    async fn create() -> PgDatabase {
+    pub async fn create() -> PgDatabase {
         let server = server_url();
         let name = format!("smartpay_contract_{}", uuid::Uuid::new_v4().simple());
         let admin = pg_connect(&server).await;

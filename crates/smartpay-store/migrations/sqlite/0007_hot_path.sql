@@ -1,0 +1,5 @@
+-- Version 7 changes PostgreSQL's layout only (migrations/postgres/0007_hot_path.sql: the status
+-- history moves into the payment's row and the hot tables stop referencing merchants by foreign
+-- key). SQLite keeps payment_status_history: it reads a payment and its history in one statement
+-- on one connection, and its foreign-key checks take no row locks. The version exists here too so
+-- both backends report the same schema version; it has no statement.
