@@ -557,7 +557,6 @@ const EXPIRED_REASON: &str = "checkout lifetime ended";
 
 /// Moves up to `limit` checkouts whose lifetime ended to `EXPIRED`. Payments another node's
 /// sweep holds are skipped (`SKIP LOCKED`), so concurrent sweeps never expire one twice.
-
 pub(crate) async fn expire_due(pool: &Pool, now: Millis, limit: u32) -> Result<Vec<Expired>, StoreError> {
     let from = PaymentStatus::Created;
     let Ok(to) = transition(from, Event::Expired) else { return Ok(Vec::new()) };
