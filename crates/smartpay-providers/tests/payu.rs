@@ -415,9 +415,12 @@ async fn a_refused_notification_is_sent_again_at_most_twice() {
     req.notify_url = Some(refusing);
     let (refused, _) = sb.start(req).await;
     sb.script(&refused, serde_json::json!({"approve": false})).await;
-    for _ in 0..3 {
+    for attempt in 0..3 {
         next(&mut rx).await;
-        assert_eq!(sb.stats().await.notifications_in_flight, 1, "a notification being retried is in flight");
+        if attempt < 2 {
+            // Refused, with a retry still to come (the last attempt may already be over).
+            assert_eq!(sb.stats().await.notifications_in_flight, 1, "a notification being retried is in flight");
+        }
     }
     // The last retry comes 0.5 s after the first attempt; nothing may follow it.
     assert!(tokio::time::timeout(Duration::from_millis(800), rx.recv()).await.is_err(), "a fourth attempt was sent");
