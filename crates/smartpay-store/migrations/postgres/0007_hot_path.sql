@@ -23,12 +23,20 @@ UPDATE payments p
           FROM payment_status_history GROUP BY payment_id) h
  WHERE h.payment_id = p.id;
 
+-- A payment without history rows (the code never wrote one since the checkout and its CREATED
+-- row became one statement, but a hand edit or a partial restore could leave one) gets the
+-- entry its creation implies, so the constraint below cannot fail the migration.
+UPDATE payments
+   SET history_statuses = ARRAY['CREATED'], history_ats = ARRAY[created_at_ms], history_reasons = ARRAY[NULL::TEXT]
+ WHERE cardinality(history_statuses) = 0;
+
 DROP TABLE payment_status_history;
 
--- Every payment has at least its CREATED entry, and the arrays stay in step.
+-- Every history starts with its CREATED entry, and the arrays stay in step.
 ALTER TABLE payments
     ADD CONSTRAINT payments_history_shape CHECK (
         cardinality(history_statuses) >= 1
+        AND history_statuses[1] = 'CREATED'
         AND cardinality(history_ats) = cardinality(history_statuses)
         AND cardinality(history_reasons) = cardinality(history_statuses));
 
