@@ -313,10 +313,11 @@ pub(crate) async fn apply_events_tx(
     Ok(Some(to))
 }
 
-/// The payment row of a new checkout, with its first history entry (`CREATED`), returning its
-/// id; shared by [`INSERT_CHECKOUT`] and [`INSERT_PLAIN_CHECKOUT`].
+/// The payment row of a new checkout, with its first history entry (`CREATED`), then
+/// `$tail` (the conflict clause and what to return); shared by [`INSERT_CHECKOUT`] and
+/// [`INSERT_PLAIN_CHECKOUT`].
 macro_rules! insert_payment {
-    ($on_conflict:literal) => {
+    ($tail:literal) => {
         concat!(
             "INSERT INTO payments (id, merchant_id, status, amount_minor, currency, description, partner_reference,
                 customer_account_id, external_order_reference, custom_references, culture, request_json, token_digest,
@@ -324,8 +325,7 @@ macro_rules! insert_payment {
                 history_reasons)
             VALUES ($1, $2, 'CREATED', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15,
                 ARRAY['CREATED'], ARRAY[$14::BIGINT], ARRAY[NULL::TEXT])",
-            $on_conflict,
-            " RETURNING id"
+            $tail
         )
     };
 }
@@ -336,7 +336,7 @@ macro_rules! insert_payment {
 /// written. Returns how many payments (0 or 1) and claims were written.
 const INSERT_CHECKOUT: &str = concat!(
     "WITH p AS (",
-    insert_payment!(" ON CONFLICT DO NOTHING"),
+    insert_payment!(" ON CONFLICT DO NOTHING RETURNING id"),
     "), a AS (
         INSERT INTO accounts (merchant_id, account_id, created_at_ms, updated_at_ms)
         SELECT $2::TEXT, $7::TEXT, $14::BIGINT, $14::BIGINT FROM p WHERE $7::TEXT IS NOT NULL
