@@ -55,9 +55,14 @@ impl Notifier {
 
     /// How many notifications are waiting, being sent or between retries.
     pub fn in_flight(&self) -> usize {
-        let Ok(mut tasks) = self.tasks.lock() else { return 0 };
+        self.reaped().map_or(0, |tasks| tasks.len())
+    }
+
+    /// The notification tasks, those that ended removed.
+    fn reaped(&self) -> Option<std::sync::MutexGuard<'_, JoinSet<()>>> {
+        let mut tasks = self.tasks.lock().ok()?;
         while tasks.try_join_next().is_some() {}
-        tasks.len()
+        Some(tasks)
     }
 
     /// Sends `n` to `url` after `delay`, in the background.
@@ -69,8 +74,7 @@ impl Notifier {
             tracing::warn!(service = "fake payu", "refusing to notify a URL that is not http(s)");
             return;
         }
-        let Ok(mut tasks) = self.tasks.lock() else { return };
-        while tasks.try_join_next().is_some() {}
+        let Some(mut tasks) = self.reaped() else { return };
         if tasks.len() >= MAX_IN_FLIGHT {
             tracing::warn!(service = "fake payu", order = %n.order_id, "too many notifications in flight: dropped");
             return;
