@@ -374,11 +374,7 @@ pub(crate) async fn create_checkout(pool: &Pool, checkout: NewCheckout) -> Resul
         // statement is atomic by itself: all is written or nothing, with no transaction around
         // it (two round trips fewer than BEGIN … COMMIT). Nothing written means the id or the
         // token digest is taken, which no retry changes.
-        return if insert_checkout(&c, &checkout).await? {
-            Ok(CreateOutcome::Created)
-        } else {
-            Err(StoreError::Conflict("the checkout conflicts with an existing payment".into()))
-        };
+        return if insert_checkout(&c, &checkout).await? { Ok(CreateOutcome::Created) } else { Err(conflict()) };
     }
     for _ in 0..CLAIM_ROUNDS {
         let tx = c.transaction().await.map_err(map_err)?;
@@ -395,14 +391,23 @@ pub(crate) async fn create_checkout(pool: &Pool, checkout: NewCheckout) -> Resul
             None => delete_expired_claims(&c, &checkout).await?,
         }
     }
-    Err(StoreError::Conflict("the checkout conflicts with an existing payment".into()))
+    Err(conflict())
 }
 
-/// Runs [`INSERT_PLAIN_CHECKOUT`]. A taken id or token digest is [`StoreError::Conflict`].
+/// Runs [`INSERT_PLAIN_CHECKOUT`]. A taken id or token digest is [`StoreError::Conflict`]
+/// with the same message as the other paths (never the database's, which names the key).
 async fn insert_plain_checkout(c: &impl GenericClient, n: &NewCheckout) -> Result<(), StoreError> {
     let stmt = c.prepare_cached(INSERT_PLAIN_CHECKOUT).await.map_err(map_err)?;
-    c.execute(&stmt, &payment_params(n)).await.map_err(map_err)?;
-    Ok(())
+    match c.execute(&stmt, &payment_params(n)).await.map_err(map_err) {
+        Ok(_) => Ok(()),
+        Err(StoreError::Conflict(_)) => Err(conflict()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A checkout whose id, token digest or claims another payment holds.
+fn conflict() -> StoreError {
+    StoreError::Conflict("the checkout conflicts with an existing payment".into())
 }
 
 /// The parameters `$1`…`$15` of [`insert_payment`].
