@@ -5,6 +5,12 @@
 //! hash and a map lookup. Caches and signing keys are refreshed whenever the store's
 //! `auth_epoch` moves (every credential, merchant or key change bumps it), which a worker
 //! checks every `auth_refresh_ms`: a revoked credential stops working within seconds.
+//!
+//! A token whose `kid` this node does not know yet (another node created a signing key since
+//! the last refresh, or two nodes starting together each created one) makes the node read the
+//! signing keys again before it refuses the token, at most once per [`KEY_RELOAD_GAP_MS`]: so a
+//! token issued by one node is accepted by every other at once, and tokens with made-up key ids
+//! cost no more than one read of the keys per gap.
 
 pub mod basic;
 pub mod jwt;
@@ -24,6 +30,9 @@ use jwt::{KeyPair, TokenError};
 
 /// Most entries a cache holds before it is emptied.
 const CACHE_LIMIT: usize = 100_000;
+
+/// Shortest time between two reads of the signing keys caused by tokens with an unknown `kid`.
+pub const KEY_RELOAD_GAP_MS: i64 = 250;
 
 /// How the caller proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +110,9 @@ pub struct Authenticator {
     /// merchant → its identity issuer (keys, registered iss and aud), keyless when none is configured.
     identity_cache: Mutex<HashMap<String, Arc<jwt::IdentityVerifier>>>,
     epoch: AtomicI64,
+    /// When a token with an unknown `kid` last made this node read the signing keys (clock
+    /// milliseconds); the lock makes concurrent such tokens wait for one read.
+    key_reload: tokio::sync::Mutex<Option<Millis>>,
 }
 
 fn insert_bounded<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, k: K, v: V) {
@@ -135,6 +147,7 @@ impl Authenticator {
             client_cache: Mutex::new(HashMap::new()),
             identity_cache: Mutex::new(HashMap::new()),
             epoch: AtomicI64::new(i64::MIN),
+            key_reload: tokio::sync::Mutex::new(None),
         };
         a.refresh().await?;
         Ok(a)
@@ -314,12 +327,39 @@ impl Authenticator {
         }
     }
 
+    /// Verifies the token's signature with the keys this node knows; with an unknown `kid`,
+    /// reads the signing keys again (see the module's documentation) and tries once more.
+    fn verify_signature(&self, token: &str) -> Result<jwt::Verified, TokenError> {
+        let keys = self.keys.read().map_err(|_| TokenError::UnknownKey)?;
+        jwt::verify_es256(token, Some("at+jwt"), |kid| keys.verifying.get(kid).copied())
+    }
+
+    /// Reads the signing keys again, unless that was done less than [`KEY_RELOAD_GAP_MS`] ago;
+    /// callers arriving during a read wait for it.
+    async fn reload_keys_for_unknown_kid(&self) -> Result<(), StoreError> {
+        let mut last = self.key_reload.lock().await;
+        let now = self.clock.now();
+        if last.is_some_and(|t| now.0.saturating_sub(t.0) < KEY_RELOAD_GAP_MS) {
+            return Ok(());
+        }
+        *last = Some(now);
+        let records = self.store.signing_keys().await?;
+        let keys = self.load_keys(&records, now);
+        if let Ok(mut k) = self.keys.write() {
+            *k = keys;
+        }
+        Ok(())
+    }
+
     async fn verify_access_token(&self, token: &str, now: i64) -> Result<TokenHit, AuthError> {
-        let verified = {
-            let keys = self.keys.read().map_err(|_| AuthError::Token(TokenError::UnknownKey))?;
-            jwt::verify_es256(token, Some("at+jwt"), |kid| keys.verifying.get(kid).copied())
-                .map_err(AuthError::Token)?
-        };
+        let verified = match self.verify_signature(token) {
+            Err(TokenError::UnknownKey) => {
+                self.reload_keys_for_unknown_kid().await?;
+                self.verify_signature(token)
+            }
+            other => other,
+        }
+        .map_err(AuthError::Token)?;
         let c = &verified.claims;
         let t = |e| AuthError::Token(e);
         if jwt::str_claim(c, "iss").map_err(t)? != self.issuer {

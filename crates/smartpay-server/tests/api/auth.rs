@@ -413,6 +413,38 @@ async fn rotating_the_signing_key_keeps_issued_tokens_valid() {
     assert_eq!(status_with(&app, &format!("Bearer {new}")).await.status(), 404);
 }
 
+/// Another node created a signing key this node has not loaded (its periodic refresh is an hour
+/// away here): the first token signed with it makes this node read the keys, so the token is
+/// accepted at once, with no 401 for the client's retries to run into a lockout with. Tokens
+/// naming unknown keys read them at most once per gap: a key created right after such a read
+/// is known only once the gap has passed.
+#[tokio::test]
+async fn a_token_of_a_key_another_node_created_is_accepted_at_once() {
+    use smartpay_domain::Millis;
+    use smartpay_domain::time::ManualClock;
+    use smartpay_server::auth::KEY_RELOAD_GAP_MS;
+    let clock = Arc::new(ManualClock::new(Millis::now()));
+    let app = spawn_app_with_clock(|c| c.auth_refresh_ms = 3_600_000, clock.clone()).await;
+    let m = &app.merchant;
+    let state = app.state();
+    let another_node_rotates =
+        || async { smartpay_server::auth::rotate_signing_key(state.store.as_ref(), &state.secrets).await.unwrap() };
+
+    another_node_rotates().await;
+    let theirs = format!("Bearer {}", active_key(&app).await.sign(&claims(&app, m).to_string()));
+    assert_eq!(status_with(&app, &theirs).await.status(), 404, "a token signed with the other node's new key");
+
+    clock.advance_ms(KEY_RELOAD_GAP_MS);
+    let made_up = format!("Bearer {}", KeyPair::generate().unwrap().sign(&claims(&app, m).to_string()));
+    assert_eq!(status_with(&app, &made_up).await.status(), 401, "a key nobody created");
+    another_node_rotates().await;
+    let newer = format!("Bearer {}", active_key(&app).await.sign(&claims(&app, m).to_string()));
+    assert_eq!(status_with(&app, &newer).await.status(), 401, "the keys are not read again within the gap");
+    clock.advance_ms(KEY_RELOAD_GAP_MS);
+    assert_eq!(status_with(&app, &newer).await.status(), 404, "after the gap, the next unknown key reads them");
+    assert_eq!(status_with(&app, &theirs).await.status(), 404, "tokens of the retired key still work");
+}
+
 #[tokio::test]
 async fn the_x_access_token_header_must_be_a_short_jwt() {
     let app = spawn_app().await;
