@@ -105,6 +105,10 @@ struct Args {
     /// phase by default; the capture and refund phases end early when they run out.
     #[arg(long)]
     prepared: Option<usize>,
+    /// Keep what each server process writes to stderr (its log) in DIR/<name>.log instead of
+    /// discarding it; SMARTPAY_LOG_LEVEL stays warn.
+    #[arg(long)]
+    server_logs: Option<PathBuf>,
 }
 
 impl Args {
@@ -141,7 +145,8 @@ impl Drop for Children {
     }
 }
 
-fn spawn(cpus: &str, program: &Path, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Child> {
+fn spawn(run: &Args, name: &str, program: &Path, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Child> {
+    let cpus = &run.server_cpus;
     let mut cmd = if cpus.is_empty() {
         Command::new(program)
     } else {
@@ -150,7 +155,15 @@ fn spawn(cpus: &str, program: &Path, args: &[&str], envs: &[(&str, &str)]) -> an
         c.args(["-c", cpus]).arg(program);
         c
     };
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let stderr = match &run.server_logs {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            let path = dir.join(format!("{name}.log"));
+            Stdio::from(std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?)
+        }
+        None => Stdio::null(),
+    };
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -569,7 +582,7 @@ async fn run_sqlite(args: &Args, dir: &Path, start_compiling: bool) -> anyhow::R
     let data_arg = data.to_string_lossy().into_owned();
     let envs = [SERVE_ENV, &[("SMARTPAY_ADMIN_LISTEN", admin.as_str())]].concat();
     let mut server = Children::default();
-    server.0.push(spawn(&args.server_cpus, bin, &["--data-dir", &data_arg, "serve", "--listen", &listen], &envs)?);
+    server.0.push(spawn(args, "smartpay", bin, &["--data-dir", &data_arg, "serve", "--listen", &listen], &envs)?);
     wait_port(port).await?;
     let base = format!("http://{listen}");
     let client = reqwest::Client::new();
@@ -642,7 +655,7 @@ async fn run_sqlite(args: &Args, dir: &Path, start_compiling: bool) -> anyhow::R
     let (cbase, cport) = loop {
         attempt += 1;
         let cport = free_port()?;
-        ceiling.0.push(spawn(&args.server_cpus, &args.ceiling_bin, &[&cport.to_string(), "sqlite"], &[])?);
+        ceiling.0.push(spawn(args, "ceiling", &args.ceiling_bin, &[&cport.to_string(), "sqlite"], &[])?);
         let cbase = format!("http://127.0.0.1:{cport}");
         let answered = wait_port(cport).await.is_ok()
             && client
@@ -804,7 +817,13 @@ async fn run_postgres(args: &Args, dir: &Path, start_compiling: bool) -> anyhow:
         let admin = format!("127.0.0.1:{}", free_port()?);
         let envs = [SERVE_ENV, &common, &[("SMARTPAY_ADMIN_LISTEN", admin.as_str())]].concat();
         let listen = format!("127.0.0.1:{port}");
-        nodes.0.push(spawn(&args.server_cpus, bin, &["--data-dir", &data, "serve", "--listen", &listen], &envs)?);
+        nodes.0.push(spawn(
+            args,
+            &format!("node{i}"),
+            bin,
+            &["--data-dir", &data, "serve", "--listen", &listen],
+            &envs,
+        )?);
         admins.push(admin);
     }
     for port in &ports {

@@ -110,6 +110,9 @@ pub async fn run(
     for out in outputs {
         let out = out?;
         let stdout = String::from_utf8_lossy(&out.stdout);
+        for first in stdout.lines().filter_map(|l| l.strip_prefix("wrk-first-non2xx ")) {
+            eprintln!("{name}: an answer outside 2xx: {first}");
+        }
         match parse(&stdout) {
             Some(r) if out.status.success() => results.push(r),
             _ => bail!("wrk failed ({}): {stdout}{}", out.status, String::from_utf8_lossy(&out.stderr)),
