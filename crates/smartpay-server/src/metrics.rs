@@ -25,6 +25,12 @@ pub fn facade() -> Option<&'static PrometheusHandle> {
                     &smartpay_store::BATCH_SIZE_BUCKETS,
                 )
                 .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(smartpay_store::CHECKOUT_BATCH_SIZE.to_owned()),
+                        &smartpay_store::BATCH_SIZE_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(smartpay_store::COMMIT_SECONDS.to_owned()), &BUCKETS)
                 })
                 .ok()?

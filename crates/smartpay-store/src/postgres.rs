@@ -10,6 +10,7 @@
 //! `Retry-After`), and the pool reconnects by itself when it is back.
 
 mod auth;
+mod checkouts;
 mod jobs;
 mod migrate;
 mod modifications;
@@ -28,6 +29,8 @@ use crate::*;
 /// PostgreSQL behind the [`crate::Store`] trait.
 pub struct PgStore {
     pool: Pool,
+    /// Inserts checkouts without claims or account in batches (`postgres/checkouts.rs`).
+    checkouts: checkouts::CheckoutWriter,
 }
 
 /// How long a request waits for a pooled connection (or a new one) before the store reports
@@ -53,8 +56,16 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Internal(format!("database pool: {e}")))?;
         migrate::run(&pool).await?;
-        Ok(PgStore { pool })
+        let checkouts = checkouts::CheckoutWriter::start(pool.clone(), checkout_slots(max_connections));
+        Ok(PgStore { pool, checkouts })
     }
+}
+
+/// How many checkout batches are written at once: a quarter of the pool (at least one), so
+/// checkouts that arrive while those are written wait for the next batch together, and the
+/// rest of the pool stays free for every other query.
+fn checkout_slots(max_connections: usize) -> usize {
+    (max_connections / 4).max(1)
 }
 
 /// The connection settings for `url`: a bounded connect time, the application name
@@ -205,7 +216,7 @@ impl Store for PgStore {
     }
 
     fn create_checkout(&self, checkout: NewCheckout) -> StoreFuture<'_, CreateOutcome> {
-        Box::pin(async move { payments::create_checkout(&self.pool, checkout).await })
+        Box::pin(async move { payments::create_checkout(&self.pool, &self.checkouts, checkout).await })
     }
 
     fn payment(&self, merchant_id: &str, id: &str) -> StoreFuture<'_, Option<Payment>> {

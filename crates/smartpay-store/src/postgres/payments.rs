@@ -17,6 +17,7 @@ use smartpay_domain::{Millis, PaymentStatus};
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
 
+use super::checkouts::CheckoutWriter;
 use super::{client, map_err, outbox, status_from};
 use crate::decide::{ClaimCheck, StoredClaim, check_claim};
 use crate::*;
@@ -361,14 +362,19 @@ const INSERT_PLAIN_CHECKOUT: &str = insert_payment!("");
 /// How often a checkout is tried again after its claims met only expired or vanished records.
 const CLAIM_ROUNDS: usize = 3;
 
-/// Stores a checkout, or answers the replay or conflict an existing claim calls for.
-pub(crate) async fn create_checkout(pool: &Pool, checkout: NewCheckout) -> Result<CreateOutcome, StoreError> {
-    let mut c = client(pool).await?;
+/// Stores a checkout, or answers the replay or conflict an existing claim calls for. The common
+/// checkout, without claims or account, is one row: `writer` inserts it together with the others
+/// arriving alongside it (`checkouts.rs`).
+pub(crate) async fn create_checkout(
+    pool: &Pool,
+    writer: &CheckoutWriter,
+    checkout: NewCheckout,
+) -> Result<CreateOutcome, StoreError> {
     if checkout.claims.is_empty() && checkout.customer_account_id.is_none() {
-        // The common checkout: one row, one autocommitted statement (no BEGIN … COMMIT).
-        insert_plain_checkout(&c, &checkout).await?;
+        writer.insert(checkout).await?;
         return Ok(CreateOutcome::Created);
     }
+    let mut c = client(pool).await?;
     if checkout.claims.is_empty() {
         // Without claims, every insert of [`INSERT_CHECKOUT`] depends on the payment's, and one
         // statement is atomic by itself: all is written or nothing, with no transaction around
@@ -396,7 +402,7 @@ pub(crate) async fn create_checkout(pool: &Pool, checkout: NewCheckout) -> Resul
 
 /// Runs [`INSERT_PLAIN_CHECKOUT`]. A taken id or token digest is [`StoreError::Conflict`]
 /// with the same message as the other paths (never the database's, which names the key).
-async fn insert_plain_checkout(c: &impl GenericClient, n: &NewCheckout) -> Result<(), StoreError> {
+pub(crate) async fn insert_plain_checkout(c: &impl GenericClient, n: &NewCheckout) -> Result<(), StoreError> {
     let stmt = c.prepare_cached(INSERT_PLAIN_CHECKOUT).await.map_err(map_err)?;
     match c.execute(&stmt, &payment_params(n)).await.map_err(map_err) {
         Ok(_) => Ok(()),

@@ -178,6 +178,62 @@ async fn a_failing_write_does_not_undo_concurrent_ones(store: &Shared) {
 }
 contract!(a_failing_write_does_not_undo_concurrent_ones);
 
+/// Checkouts without claims stored at the same moment (PostgreSQL writes such checkouts
+/// together, several rows per statement) each keep exactly their own fields, with and without
+/// the optional ones, and their first history row.
+async fn concurrent_checkouts_keep_each_their_own_fields(store: &Shared) {
+    merchant(store, "m1").await;
+    merchant(store, "m2").await;
+    let outcomes = concurrently(store, 48, |s, i| async move { s.create_checkout(varied_checkout(i)).await }).await;
+    assert!(outcomes.iter().all(|o| matches!(o, Ok(CreateOutcome::Created))), "{outcomes:?}");
+    for i in 0..48 {
+        let want = varied_checkout(i);
+        let p =
+            store.payment(&want.merchant_id, &want.id).await.unwrap().unwrap_or_else(|| panic!("{} stored", want.id));
+        let got = (
+            (p.amount_minor, p.currency.as_str(), p.description.as_str()),
+            (p.partner_reference.as_deref(), p.external_order_reference.as_deref(), p.custom_references.as_deref()),
+            (p.culture.as_deref(), p.identity_subject.as_deref(), p.customer_account_id.as_deref()),
+            (p.created_at, p.last_status_at, p.expires_at, p.status),
+        );
+        let expected = (
+            (want.amount_minor, want.currency.as_str(), want.description.as_str()),
+            (
+                want.partner_reference.as_deref(),
+                want.external_order_reference.as_deref(),
+                want.custom_references.as_deref(),
+            ),
+            (want.culture.as_deref(), want.identity_subject.as_deref(), None),
+            (want.created_at, want.created_at, want.expires_at, PaymentStatus::Created),
+        );
+        assert_eq!(got, expected, "checkout {i}");
+        assert_eq!(p.history, vec![StatusChange { status: PaymentStatus::Created, at: want.created_at, reason: None }]);
+        let by_token = store.payment_by_token(&want.token_digest).await.unwrap().unwrap();
+        assert_eq!(by_token.id, want.id);
+    }
+}
+contract!(concurrent_checkouts_keep_each_their_own_fields);
+
+/// Checkout `i` of [`concurrent_checkouts_keep_each_their_own_fields`]: two merchants, and
+/// every optional field set on some and absent on others.
+fn varied_checkout(i: usize) -> NewCheckout {
+    let n = i64::try_from(i).unwrap();
+    let mut c = checkout(&format!("v{i:02}"), if i.is_multiple_of(2) { "m1" } else { "m2" }, vec![]);
+    c.amount_minor = 100 + n;
+    c.currency = ["EUR", "USD", "CHF"][i % 3].into();
+    c.description = format!("order {i} — ünïcode");
+    c.partner_reference = (i % 4 == 1).then(|| format!("ref-{i}"));
+    c.external_order_reference = (i.is_multiple_of(3)).then(|| format!("ext-{i}"));
+    c.custom_references = (i.is_multiple_of(5)).then(|| format!(r#"[{{"k":"{i}"}}]"#));
+    c.culture = (i % 2 == 1).then(|| "de-DE".into());
+    c.identity_subject = (i.is_multiple_of(7)).then(|| format!("user-{i}"));
+    c.request_json = format!(r#"{{"i":{i}}}"#);
+    c.token_digest = format!("digest-{i}").into_bytes();
+    c.created_at = Millis(1_000 + n);
+    c.expires_at = Millis(61_000 + 2 * n);
+    c
+}
+
 /// The first checkout naming a customer account opens the account's vault; later ones
 /// leave it as it is.
 async fn a_checkout_with_a_customer_account_opens_its_vault(store: &Shared) {

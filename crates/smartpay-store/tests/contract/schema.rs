@@ -1,10 +1,14 @@
-//! PostgreSQL's schema itself, where a mistake costs speed rather than correctness, so no
-//! behaviour test would notice: reads must find their rows through indexes and the hot inserts
-//! must lock no shared row; and the one migration that reshapes data (0007).
+//! PostgreSQL's schema and statements, where a mistake costs speed or resources rather than
+//! correctness, so no behaviour test would notice: reads must find their rows through indexes,
+//! the hot inserts must lock no shared row, concurrent checkouts must share statements, and a
+//! dropped store must let go of its connections; and the one migration that reshapes data (0007).
 
-use smartpay_store::{PgStore, Store};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::support::{Harness, PgDatabase, pg_connect};
+use smartpay_store::{CreateOutcome, PgStore, Store};
+
+use crate::support::{Harness, PgDatabase, checkout, concurrently, merchant, pg_connect};
 
 /// Every foreign key joins columns of one collation. `payments.id` is `COLLATE "C"` (byte
 /// order, as SQLite); a referencing column left in the database's default collation still
@@ -149,4 +153,67 @@ async fn postgres_migration_7_moves_every_history_into_its_payment_in_order() {
     ] {
         assert!(c.batch_execute(bad).await.is_err(), "accepted: {bad}");
     }
+}
+
+/// Checkouts without claims that arrive together are inserted together: 64 released at once
+/// are stored by fewer transactions than checkouts (rows one statement inserted share its
+/// transaction id, `xmin`), and each is stored (decision 0010, `postgres/checkouts.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_checkouts_share_statements() {
+    let harness = Harness::postgres().await;
+    let store = &harness.store;
+    merchant(store, "m1").await;
+    let outcomes =
+        concurrently(
+            store,
+            64,
+            |s, i| async move { s.create_checkout(checkout(&format!("b{i:02}"), "m1", vec![])).await },
+        )
+        .await;
+    assert!(outcomes.iter().all(|o| matches!(o, Ok(CreateOutcome::Created))), "{outcomes:?}");
+    let c = harness.pg_client().await.expect("a PostgreSQL harness");
+    let row =
+        c.query_one("SELECT COUNT(*), COUNT(DISTINCT xmin::text) FROM payments WHERE id LIKE 'b%'", &[]).await.unwrap();
+    let (rows, transactions): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(rows, 64);
+    assert!(transactions < 64, "64 checkouts took {transactions} transactions: none was written with another");
+    eprintln!("64 concurrent checkouts: {transactions} insert statements");
+}
+
+/// A dropped store stops its checkout writer and closes every connection it opened: nothing of
+/// it stays behind on the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_dropped_store_closes_its_connections() {
+    let harness = Harness::postgres().await;
+    let c = harness.pg_client().await.expect("a PostgreSQL harness");
+    let others = || async {
+        c.query_one(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+    };
+    let before = others().await;
+    let store: Arc<dyn Store> = harness.another_store().await;
+    merchant(&store, "m1").await;
+    let outcomes =
+        concurrently(
+            &store,
+            16,
+            |s, i| async move { s.create_checkout(checkout(&format!("d{i}"), "m1", vec![])).await },
+        )
+        .await;
+    assert!(outcomes.iter().all(|o| matches!(o, Ok(CreateOutcome::Created))), "{outcomes:?}");
+    let during = others().await;
+    assert!(during > before, "the second store holds connections ({during} against {before})");
+    drop(store);
+    let dropped = Instant::now();
+    let mut now = during;
+    while now > before && dropped.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        now = others().await;
+    }
+    assert_eq!(now, before, "connections left open {:?} after the store was dropped", dropped.elapsed());
 }
