@@ -109,6 +109,11 @@ struct Args {
     /// discarding it; SMARTPAY_LOG_LEVEL stays warn.
     #[arg(long)]
     server_logs: Option<PathBuf>,
+    /// `worker_threads` of each PostgreSQL-backed node (default: the machine's cores divided
+    /// by --nodes, at least 1: the nodes share the machine, as several processes on one host
+    /// should, docs/operations.md).
+    #[arg(long)]
+    node_threads: Option<usize>,
 }
 
 impl Args {
@@ -810,12 +815,20 @@ async fn run_postgres(args: &Args, dir: &Path, start_compiling: bool) -> anyhow:
     let m = merchant(bin, &cli_data, "Bench", &common)?;
     let key = m["merchantKey"].as_str().unwrap_or_default().to_owned();
 
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let node_threads = args.node_threads.unwrap_or(cores / args.nodes).max(1);
+    let threads_arg = node_threads.to_string();
     let mut nodes = Children::default();
     let mut admins = Vec::new();
     for (i, port) in ports.iter().enumerate() {
         let data = dir.join(format!("node{i}")).to_string_lossy().into_owned();
         let admin = format!("127.0.0.1:{}", free_port()?);
-        let envs = [SERVE_ENV, &common, &[("SMARTPAY_ADMIN_LISTEN", admin.as_str())]].concat();
+        let envs = [
+            SERVE_ENV,
+            &common,
+            &[("SMARTPAY_ADMIN_LISTEN", admin.as_str()), ("SMARTPAY_WORKER_THREADS", threads_arg.as_str())],
+        ]
+        .concat();
         let listen = format!("127.0.0.1:{port}");
         nodes.0.push(spawn(
             args,
@@ -904,8 +917,9 @@ async fn run_postgres(args: &Args, dir: &Path, start_compiling: bool) -> anyhow:
         args,
         &format!(
             "PostgreSQL, {} SmartPay node{} (own data directory and port each, one master key and SMARTPAY_PUBLIC_URL, \
-             database_max_connections 16 each, Bearer token issued by the first node); ceiling: {pgbench_version}, \
-             {} clients, -j 2, -M prepared, {} s per run, in another database on the same server",
+             database_max_connections 16 and worker_threads {node_threads} each, Bearer token issued by the first \
+             node); ceiling: {pgbench_version}, {} clients, -j 2, -M prepared, {} s per run, in another database on \
+             the same server",
             args.nodes,
             if args.nodes > 1 { "s" } else { "" },
             args.concurrency,

@@ -34,6 +34,9 @@ pub struct Config {
     pub database_url: Option<String>,
     /// PostgreSQL connections per node.
     pub database_max_connections: usize,
+    /// Threads running requests and background work; `None`: one per core. Several nodes on
+    /// one machine each get a share of its cores (docs/operations.md, "Running several nodes").
+    pub worker_threads: Option<usize>,
     /// The 256-bit master key file. Created in sandbox mode when missing; production mode
     /// requires it to exist.
     pub master_key_file: Option<PathBuf>,
@@ -180,6 +183,7 @@ impl Default for Config {
             data_dir: PathBuf::from("smartpay-data"),
             database_url: None,
             database_max_connections: 16,
+            worker_threads: None,
             master_key_file: None,
             public_url: None,
             log_format: LogFormat::Text,
@@ -296,6 +300,9 @@ impl Config {
                 "DATABASE_URL" => cfg.database_url = Some(value).filter(|v| !v.is_empty()),
                 "DATABASE_MAX_CONNECTIONS" => {
                     cfg.database_max_connections = usize::try_from(num(&value)?).map_err(|_| bad("too large"))?
+                }
+                "WORKER_THREADS" => {
+                    cfg.worker_threads = Some(usize::try_from(num(&value)?).map_err(|_| bad("too large"))?)
                 }
                 "MASTER_KEY_FILE" => cfg.master_key_file = Some(PathBuf::from(value)),
                 "PUBLIC_URL" => cfg.public_url = Some(value),
@@ -490,6 +497,9 @@ impl Config {
         if self.database_max_connections == 0 {
             return Err(ConfigError::Invalid("database_max_connections must be positive".into()));
         }
+        if self.worker_threads.is_some_and(|n| n == 0 || n > 1024) {
+            return Err(ConfigError::Invalid("worker_threads must be between 1 and 1024".into()));
+        }
         let sources = usize::from(self.vault_kek_file.is_some())
             + usize::from(self.vault_kek.is_some())
             + usize::from(!self.vault_kek_components.is_empty());
@@ -569,6 +579,23 @@ mod tests {
         let c = Config::load(Some(&path), env(&[("SMARTPAY_LISTEN", "127.0.0.1:9100"), ("PATH", "/bin")])).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9100");
         assert_eq!(c.checkout_ttl_seconds, 120);
+    }
+
+    #[test]
+    fn worker_threads_default_to_one_per_core_and_are_bounded() {
+        assert_eq!(Config::load(None, env(&[])).unwrap().worker_threads, None);
+        let c = Config::load(None, env(&[("SMARTPAY_WORKER_THREADS", "1")])).unwrap();
+        assert_eq!(c.worker_threads, Some(1));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("smartpay.toml");
+        std::fs::write(&path, "worker_threads = 3\n").unwrap();
+        assert_eq!(Config::load(Some(&path), env(&[])).unwrap().worker_threads, Some(3));
+        for bad in ["0", "1025"] {
+            let e = Config::load(None, env(&[("SMARTPAY_WORKER_THREADS", bad)])).unwrap_err().to_string();
+            assert!(e.contains("worker_threads must be between 1 and 1024"), "{bad}: {e}");
+        }
+        let e = Config::load(None, env(&[("SMARTPAY_WORKER_THREADS", "two")])).unwrap_err().to_string();
+        assert!(e.contains("SMARTPAY_WORKER_THREADS") && e.contains("whole number"), "{e}");
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub fn facade() -> Option<&'static PrometheusHandle> {
                 )
                 .and_then(|b| {
                     b.set_buckets_for_metric(
-                        Matcher::Full(smartpay_store::CHECKOUT_BATCH_SIZE.to_owned()),
+                        Matcher::Full(smartpay_store::PG_BATCH_SIZE.to_owned()),
                         &smartpay_store::BATCH_SIZE_BUCKETS,
                     )
                 })

@@ -36,8 +36,9 @@ pub use sqlite::{GroupCommits, SqliteOptions, SqliteStore};
 pub const BATCH_SIZE: &str = "smartpay_store_batch_size";
 /// Duration of each SQLite group commit, in seconds (histogram).
 pub const COMMIT_SECONDS: &str = "smartpay_store_commit_seconds";
-/// Checkouts inserted by one PostgreSQL statement (histogram; `postgres/checkouts.rs`).
-pub const CHECKOUT_BATCH_SIZE: &str = "smartpay_store_checkout_batch_size";
+/// Calls run by one PostgreSQL statement, by `statement` (`insert_checkouts`,
+/// `read_payments`; histogram; `postgres/batch.rs`).
+pub const PG_BATCH_SIZE: &str = "smartpay_store_pg_batch_size";
 /// PostgreSQL pool connections by state: `open` (idle and busy) and `idle` (gauge).
 pub const POOL_CONNECTIONS: &str = "smartpay_store_pool_connections";
 /// Requests waiting for a PostgreSQL pool connection (gauge).
@@ -54,7 +55,10 @@ pub const UNAVAILABLE: &str = "smartpay_store_unavailable_total";
 pub fn describe_metrics() {
     metrics::describe_histogram!(BATCH_SIZE, "Writes committed together in one SQLite group commit.");
     metrics::describe_histogram!(COMMIT_SECONDS, metrics::Unit::Seconds, "Duration of each SQLite group commit.");
-    metrics::describe_histogram!(CHECKOUT_BATCH_SIZE, "Checkouts inserted together by one PostgreSQL statement.");
+    metrics::describe_histogram!(
+        PG_BATCH_SIZE,
+        "Calls run together by one PostgreSQL statement, by statement (insert_checkouts, read_payments)."
+    );
     metrics::describe_gauge!(POOL_CONNECTIONS, "PostgreSQL pool connections, by state (open, idle).");
     metrics::describe_gauge!(POOL_WAITING, "Requests waiting for a PostgreSQL pool connection.");
     metrics::describe_counter!(

@@ -10,7 +10,8 @@
 //! `Retry-After`), and the pool reconnects by itself when it is back.
 
 mod auth;
-mod checkouts;
+mod batch;
+mod batched;
 mod jobs;
 mod migrate;
 mod modifications;
@@ -29,8 +30,10 @@ use crate::*;
 /// PostgreSQL behind the [`crate::Store`] trait.
 pub struct PgStore {
     pool: Pool,
-    /// Inserts checkouts without claims or account in batches (`postgres/checkouts.rs`).
-    checkouts: checkouts::CheckoutWriter,
+    /// Checkouts without claims or account, inserted in batches (`postgres/batched.rs`).
+    checkouts: batch::Batcher<NewCheckout, ()>,
+    /// Reads of one payment by id, in batches (`postgres/batched.rs`).
+    reads: batch::Batcher<(String, String), Option<Payment>>,
 }
 
 /// How long a request waits for a pooled connection (or a new one) before the store reports
@@ -56,16 +59,10 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Internal(format!("database pool: {e}")))?;
         migrate::run(&pool).await?;
-        let checkouts = checkouts::CheckoutWriter::start(pool.clone(), checkout_slots(max_connections));
-        Ok(PgStore { pool, checkouts })
+        let checkouts = batched::checkouts(pool.clone(), max_connections);
+        let reads = batched::reads(pool.clone(), max_connections);
+        Ok(PgStore { pool, checkouts, reads })
     }
-}
-
-/// How many checkout batches are written at once: a quarter of the pool (at least one), so
-/// checkouts that arrive while those are written wait for the next batch together, and the
-/// rest of the pool stays free for every other query.
-fn checkout_slots(max_connections: usize) -> usize {
-    (max_connections / 4).max(1)
 }
 
 /// The connection settings for `url`: a bounded connect time, the application name
@@ -222,7 +219,7 @@ impl Store for PgStore {
     fn payment(&self, merchant_id: &str, id: &str) -> StoreFuture<'_, Option<Payment>> {
         let merchant_id = merchant_id.to_owned();
         let id = id.to_owned();
-        Box::pin(async move { payments::payment(&self.pool, &merchant_id, &id).await })
+        Box::pin(async move { self.reads.call((merchant_id, id)).await })
     }
 
     fn payment_by_token(&self, token_digest: &[u8]) -> StoreFuture<'_, Option<Payment>> {

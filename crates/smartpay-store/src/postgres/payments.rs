@@ -17,7 +17,7 @@ use smartpay_domain::{Millis, PaymentStatus};
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
 
-use super::checkouts::CheckoutWriter;
+use super::batch::Batcher;
 use super::{client, map_err, outbox, status_from};
 use crate::decide::{ClaimCheck, StoredClaim, check_claim};
 use crate::*;
@@ -36,19 +36,25 @@ fn big(v: u32) -> i64 {
 /// The payment columns [`payment_from`] reads, then its status history (three arrays kept in
 /// the payment's own row, migration 0007), then whether the payment has modifications at all
 /// (so the common read, a checkout without any, is one statement on one primary-key lookup).
+/// `$from` names the tables (`payments p` among them) and the condition; `$extra` adds columns
+/// after those.
 macro_rules! payment_query {
     ($condition:literal) => {
+        payment_query!("", concat!("FROM payments p WHERE ", $condition))
+    };
+    ($extra:expr, $from:expr) => {
         concat!(
             "SELECT ",
             payment_columns!(),
             ", p.history_statuses, p.history_ats, p.history_reasons,
-                EXISTS (SELECT 1 FROM modifications m WHERE m.payment_id = p.id)
-             FROM payments p
-             WHERE ",
-            $condition
+                EXISTS (SELECT 1 FROM modifications m WHERE m.payment_id = p.id)",
+            $extra,
+            " ",
+            $from
         )
     };
 }
+pub(crate) use payment_query;
 
 /// A merchant's payment by id.
 const PAYMENT_BY_ID: &str = payment_query!("p.id = $1 AND p.merchant_id = $2");
@@ -56,7 +62,7 @@ const PAYMENT_BY_ID: &str = payment_query!("p.id = $1 AND p.merchant_id = $2");
 const PAYMENT_BY_TOKEN: &str = payment_query!("p.token_digest = $1");
 
 /// A row of [`payment_query`]: the payment, its history, and whether it has modifications.
-fn payment_from(r: &Row) -> Result<(Payment, bool), StoreError> {
+pub(crate) fn payment_from(r: &Row) -> Result<(Payment, bool), StoreError> {
     let statuses: Vec<String> = col(r, 25)?;
     let ats: Vec<i64> = col(r, 26)?;
     let reasons: Vec<Option<String>> = col(r, 27)?;
@@ -363,15 +369,15 @@ const INSERT_PLAIN_CHECKOUT: &str = insert_payment!("");
 const CLAIM_ROUNDS: usize = 3;
 
 /// Stores a checkout, or answers the replay or conflict an existing claim calls for. The common
-/// checkout, without claims or account, is one row: `writer` inserts it together with the others
-/// arriving alongside it (`checkouts.rs`).
+/// checkout, without claims or account, is one row: `plain` inserts it together with the others
+/// arriving alongside it (`batched.rs`).
 pub(crate) async fn create_checkout(
     pool: &Pool,
-    writer: &CheckoutWriter,
+    plain: &Batcher<NewCheckout, ()>,
     checkout: NewCheckout,
 ) -> Result<CreateOutcome, StoreError> {
     if checkout.claims.is_empty() && checkout.customer_account_id.is_none() {
-        writer.insert(checkout).await?;
+        plain.call(checkout).await?;
         return Ok(CreateOutcome::Created);
     }
     let mut c = client(pool).await?;
@@ -500,12 +506,6 @@ async fn delete_expired_claims(c: &impl GenericClient, checkout: &NewCheckout) -
             .map_err(map_err)?;
     }
     Ok(())
-}
-
-/// A merchant's payment with its history and modifications.
-pub(crate) async fn payment(pool: &Pool, merchant_id: &str, id: &str) -> Result<Option<Payment>, StoreError> {
-    let c = client(pool).await?;
-    read_payment(&c, merchant_id, id).await
 }
 
 /// The checkout a checkout token's digest belongs to.

@@ -214,6 +214,69 @@ async fn concurrent_checkouts_keep_each_their_own_fields(store: &Shared) {
 }
 contract!(concurrent_checkouts_keep_each_their_own_fields);
 
+/// Concurrent reads of one payment each (PostgreSQL answers reads arriving together with one
+/// statement) each get their own payment: never another merchant's, nothing for an unknown id,
+/// the same payment for two readers of one id, and modifications where it has them.
+async fn concurrent_reads_each_get_their_own_payment(store: &Shared) {
+    merchant(store, "m1").await;
+    merchant(store, "m2").await;
+    for i in [0, 2, 3, 4, 5, 6, 7] {
+        created(store, if i < 4 { "m1" } else { "m2" }, &format!("r{i}")).await;
+    }
+    authorized(store, "m1", "r1").await;
+    let capture = NewModification {
+        pk: "cap-r1".into(),
+        merchant_id: "m1".into(),
+        payment_id: "r1".into(),
+        modification_id: "mod-cap-r1".into(),
+        request: ModificationRequest::Merchant(smartpay_domain::modification::Request::Capture(None)),
+        currency: Some("EUR".into()),
+        description: None,
+        custom_references: None,
+        fingerprint: b"capture".to_vec(),
+        at: Millis(10_000),
+        origin: EventOrigin::Api,
+        resolve_at: Some(Millis(20_000)),
+        authorize_first: None,
+    };
+    let begun = store.begin_modification(capture).await.unwrap();
+    assert!(matches!(begun, BeginOutcome::Started { .. }), "{begun:?}");
+    // (merchant asking, id asked for): its own, another merchant's, unknown, the same id twice.
+    let asks: Vec<(&str, String)> = (0..48)
+        .map(|i| match i % 6 {
+            0 | 1 => ("m1", format!("r{}", i % 4)),
+            2 => ("m2", format!("r{}", 4 + i % 4)),
+            3 => ("m2", format!("r{}", i % 4)),
+            4 => ("m1", format!("unknown-{i}")),
+            _ => ("m1", "r1".to_owned()),
+        })
+        .collect();
+    let asked = asks.clone();
+    let answers = concurrently(store, asks.len(), move |s, i| {
+        let (merchant, id) = asked[i].clone();
+        async move { s.payment(merchant, &id).await }
+    })
+    .await;
+    for ((merchant, id), answer) in asks.iter().zip(answers) {
+        let answer = answer.unwrap();
+        let owner = match id.strip_prefix('r').and_then(|n| n.parse::<u32>().ok()) {
+            Some(n) if n < 4 => Some("m1"),
+            Some(_) => Some("m2"),
+            None => None,
+        };
+        if owner == Some(*merchant) {
+            let p = answer.unwrap_or_else(|| panic!("{merchant} reads its {id}"));
+            assert_eq!((p.id.as_str(), p.merchant_id.as_str()), (id.as_str(), *merchant));
+            let kinds: Vec<_> = p.modifications.iter().map(|m| m.kind).collect();
+            let capture = smartpay_domain::modification::ModificationType::Capture;
+            assert_eq!(kinds, if id == "r1" { vec![capture] } else { vec![] }, "{id}");
+        } else {
+            assert!(answer.is_none(), "{merchant} must not read {id}: {answer:?}");
+        }
+    }
+}
+contract!(concurrent_reads_each_get_their_own_payment);
+
 /// Checkout `i` of [`concurrent_checkouts_keep_each_their_own_fields`]: two merchants, and
 /// every optional field set on some and absent on others.
 fn varied_checkout(i: usize) -> NewCheckout {

@@ -180,6 +180,50 @@ async fn postgres_concurrent_checkouts_share_statements() {
     eprintln!("64 concurrent checkouts: {transactions} insert statements");
 }
 
+/// Reads arriving together share statements: with `payments` locked by another transaction,
+/// 40 concurrent reads wait in two statements (the batches' slots; read one by one, all 12 of
+/// the pool's connections would wait), and once the lock is gone each gets its payment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_reads_share_statements() {
+    let harness = Harness::postgres().await;
+    let store = harness.store.clone();
+    merchant(&store, "m1").await;
+    for i in 0..40 {
+        crate::support::created(&store, "m1", &format!("r{i:02}")).await;
+    }
+    let locker = harness.pg_client().await.expect("a PostgreSQL harness");
+    locker.batch_execute("BEGIN; LOCK TABLE payments IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let reads: Vec<_> = (0..40)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move { s.payment("m1", &format!("r{i:02}")).await })
+        })
+        .collect();
+    let c = harness.pg_client().await.expect("a PostgreSQL harness");
+    let waiting = || async {
+        c.query_one(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+    };
+    let start = Instant::now();
+    while waiting().await < 2 && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Time for any read that would take a statement of its own to reach the lock too.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let blocked = waiting().await;
+    locker.batch_execute("COMMIT").await.unwrap();
+    for (i, read) in reads.into_iter().enumerate() {
+        let p = read.await.unwrap().unwrap().unwrap_or_else(|| panic!("r{i:02} is read"));
+        assert_eq!(p.id, format!("r{i:02}"));
+    }
+    assert_eq!(blocked, 2, "statements waiting for the lock with 40 reads queued");
+}
+
 /// A dropped store stops its checkout writer and closes every connection it opened: nothing of
 /// it stays behind on the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
