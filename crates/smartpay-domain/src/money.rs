@@ -143,13 +143,40 @@ fn parse_exponent(text: &str) -> Result<i64, AmountError> {
 
 /// Formats minor units as a major-unit decimal text: `1099, 2` → `10.99`, `100, 0` → `100`.
 pub fn format_minor(minor: i64, exponent: u8) -> String {
-    let sign = if minor < 0 { "-" } else { "" };
-    let abs = minor.unsigned_abs();
-    if exponent == 0 {
-        return format!("{sign}{abs}");
+    let mut out = String::with_capacity(24);
+    if minor < 0 {
+        out.push('-');
     }
-    let scale = 10u64.pow(u32::from(exponent));
-    format!("{sign}{}.{:0width$}", abs / scale, abs % scale, width = usize::from(exponent))
+    let abs = minor.unsigned_abs();
+    match 10u64.checked_pow(u32::from(exponent)) {
+        Some(scale) if exponent > 0 => {
+            push_digits(&mut out, abs / scale, 1);
+            out.push('.');
+            push_digits(&mut out, abs % scale, usize::from(exponent));
+        }
+        _ => push_digits(&mut out, abs, 1),
+    }
+    out
+}
+
+/// Appends `value` in decimal, with leading zeros up to `width` digits. Status responses write
+/// amounts and dates often enough that the formatting machinery showed in profiles.
+pub fn push_digits(out: &mut String, mut value: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 || start == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - start;
+    for _ in len..width {
+        out.push('0');
+    }
+    out.extend(digits[start..].iter().map(|b| char::from(*b)));
 }
 
 #[cfg(test)]
@@ -240,6 +267,13 @@ mod tests {
         assert_eq!(format_minor(100, 0), "100");
         assert_eq!(format_minor(1234, 3), "1.234");
         assert_eq!(format_minor(-550, 2), "-5.50");
+        assert_eq!(format_minor(0, 2), "0.00");
+        assert_eq!(format_minor(i64::MIN, 0), "-9223372036854775808");
+        assert_eq!(format_minor(i64::MAX, 4), "922337203685477.5807");
+        let mut s = String::new();
+        push_digits(&mut s, u64::MAX, 1);
+        push_digits(&mut s, 7, 3);
+        assert_eq!(s, "18446744073709551615007");
     }
 
     proptest! {
