@@ -154,7 +154,12 @@ pub fn format_minor(minor: i64, exponent: u8) -> String {
             out.push('.');
             push_digits(&mut out, abs % scale, usize::from(exponent));
         }
-        _ => push_digits(&mut out, abs, 1),
+        Some(_) => push_digits(&mut out, abs, 1),
+        // 10^20 and above exceed any i64: all of it is fraction.
+        None => {
+            out.push_str("0.");
+            push_digits(&mut out, abs, usize::from(exponent));
+        }
     }
     out
 }
@@ -270,6 +275,7 @@ mod tests {
         assert_eq!(format_minor(0, 2), "0.00");
         assert_eq!(format_minor(i64::MIN, 0), "-9223372036854775808");
         assert_eq!(format_minor(i64::MAX, 4), "922337203685477.5807");
+        assert_eq!(format_minor(-5, 21), format!("-0.{}5", "0".repeat(20)));
         let mut s = String::new();
         push_digits(&mut s, u64::MAX, 1);
         push_digits(&mut s, 7, 3);

@@ -111,7 +111,8 @@ pub struct Authenticator {
     identity_cache: Mutex<HashMap<String, Arc<jwt::IdentityVerifier>>>,
     epoch: AtomicI64,
     /// When a token with an unknown `kid` last made this node read the signing keys (clock
-    /// milliseconds); the lock makes concurrent such tokens wait for one read.
+    /// milliseconds); the lock makes concurrent such tokens wait for one read, and `refresh`
+    /// holds it too, so two reads of the keys never store out of order.
     key_reload: tokio::sync::Mutex<Option<Millis>>,
 }
 
@@ -163,6 +164,9 @@ impl Authenticator {
         if epoch == self.epoch.load(Ordering::Acquire) {
             return Ok(false);
         }
+        // One reader of the keys at a time: a reload for an unknown kid that read the keys
+        // before a rotation must not store them after this refresh stored the newer ones.
+        let _keys_read = self.key_reload.lock().await;
         let records = self.store.signing_keys().await?;
         let keys = self.load_keys(&records, self.clock.now());
         if let Ok(mut k) = self.keys.write() {
@@ -339,7 +343,8 @@ impl Authenticator {
     async fn reload_keys_for_unknown_kid(&self) -> Result<(), StoreError> {
         let mut last = self.key_reload.lock().await;
         let now = self.clock.now();
-        if last.is_some_and(|t| now.0.saturating_sub(t.0) < KEY_RELOAD_GAP_MS) {
+        // A clock set back counts as the gap having passed.
+        if last.is_some_and(|t| (0..KEY_RELOAD_GAP_MS).contains(&now.0.saturating_sub(t.0))) {
             return Ok(());
         }
         *last = Some(now);

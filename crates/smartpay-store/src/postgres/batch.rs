@@ -12,12 +12,15 @@
 //!
 //! The batch's function answers every call in order. Each caller gets its answer only after the
 //! statement that holds its call has ended (for a write: committed), so nothing is acknowledged
-//! earlier than it would have been alone. The task ends when the [`Batcher`] (its store) is
+//! earlier than it would have been alone. Calls whose caller has gone are dropped before a batch
+//! runs; a batch that has not finished after [`BATCH_TIMEOUT`] answers its callers that the
+//! database is unavailable, so one stuck statement does not hold up every later call. The task ends when the [`Batcher`] (its store) is
 //! dropped: its queue closes.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -26,6 +29,9 @@ use crate::StoreError;
 
 /// Calls waiting for a batch, at most; a caller beyond waits for room (back pressure).
 const QUEUE: usize = 1024;
+/// The longest a batch may take; its callers are then told the database is unavailable (503
+/// with `Retry-After`), and the slot is free for the next batch.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a batch's function returns: one answer per call, in the calls' order.
 pub(crate) type Answers<R> = Pin<Box<dyn Future<Output = Vec<Result<R, StoreError>>> + Send>>;
@@ -88,14 +94,28 @@ async fn collect<T: Send + 'static, R: Send + 'static>(
                 Err(_) => break,
             }
         }
+        // Callers that gave up (their request timed out or was dropped) are not run for.
+        batch.retain(|(_, reply)| !reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         metrics::histogram!(crate::PG_BATCH_SIZE, "statement" => statement).record(batch.len() as f64);
         let (calls, replies): (Vec<T>, Vec<_>) = batch.into_iter().unzip();
         let answers = run(pool.clone(), calls);
         tokio::spawn(async move {
-            let mut answers = answers.await.into_iter();
+            // A batch holds one of few slots: one that hangs (a lock held elsewhere, a
+            // connection gone half-open) must not hold up every later call of its kind.
+            let answers = match tokio::time::timeout(BATCH_TIMEOUT, answers).await {
+                Ok(answers) => answers,
+                Err(_) => {
+                    crate::postgres::unavailable();
+                    Vec::new()
+                }
+            };
+            let mut answers = answers.into_iter();
             for reply in replies {
                 let answer = answers.next().unwrap_or_else(|| {
-                    Err(StoreError::Internal(format!("{statement}: a call of the batch got no answer")))
+                    Err(StoreError::Unavailable(format!("database: {statement} did not finish in time")))
                 });
                 let _ = reply.send(answer);
             }

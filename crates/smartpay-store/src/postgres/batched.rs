@@ -3,17 +3,18 @@
 //! other read of one payment outside a transaction).
 //!
 //! **Checkouts** go together in one autocommitted `INSERT … SELECT … FROM unnest(…)`: all its
-//! rows are written or none, and each caller is answered after the commit. A batch refused as a
-//! unique violation (a taken id, token digest or partner reference) is tried again row by row,
-//! so only the conflicting checkout gets the conflict and the others are written. Any other
-//! failure (the database away, a broken connection) is every caller's, as it would have been
-//! for each alone.
+//! rows are written or none, and each caller is answered after the commit. A batch refused for
+//! a reason that may concern one row (a unique violation — a taken id, token digest or partner
+//! reference — or any refusal but the database being away) is tried again row by row, so only
+//! the offending checkout gets the error and the others are written. The database away (or a
+//! broken connection) is every caller's, as it would have been for each alone.
 //!
 //! **Reads** go together in one `SELECT … WHERE p.id = ANY($1)` on the primary key; each caller
 //! gets the row with its id only when the row is its merchant's, so another merchant's id finds
 //! nothing, exactly as alone. A read is queued only once its caller asks, so it sees every write
 //! acknowledged before: the batch's statement starts after it was queued. A payment with
-//! modifications gets them by a second statement on the same connection, as a lone read does.
+//! modifications gets them by a second statement on the same connection, as a lone read does;
+//! a row that cannot be read fails only its own readers.
 
 use deadpool_postgres::Pool;
 
@@ -64,10 +65,11 @@ const INSERT_CHECKOUTS: &str = "INSERT INTO payments (id, merchant_id, status, a
         AS n(id, merchant_id, amount_minor, currency, description, partner_reference, external_order_reference,
             custom_references, culture, request_json, token_digest, identity_subject, created_at_ms, expires_at_ms)";
 
-/// Inserts a batch of checkouts; row by row after a unique violation.
+/// Inserts a batch of checkouts; row by row after a refusal that may concern one row only (a
+/// unique violation, or anything but the database being away), so each caller gets its own.
 async fn write_checkouts(pool: Pool, checkouts: Vec<NewCheckout>) -> Vec<Result<(), StoreError>> {
     match insert_all(&pool, &checkouts).await {
-        Err(StoreError::Conflict(_)) if checkouts.len() > 1 => {
+        Err(e) if checkouts.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
             let c = client(&pool).await;
             let mut answers = Vec::with_capacity(checkouts.len());
             for checkout in &checkouts {
@@ -134,31 +136,49 @@ async fn insert_all(pool: &Pool, checkouts: &[NewCheckout]) -> Result<(), StoreE
 /// the table's size and statistics); which caller's merchant each belongs to is matched after.
 const READ_PAYMENTS: &str = payment_query!("p.id = ANY($1::TEXT[])");
 
-/// Reads a batch of payments; a failure is every caller's.
+/// Reads a batch of payments; a failure of the statement is every caller's, a row that cannot
+/// be read is only its readers'.
 async fn read_payments(pool: Pool, keys: Vec<(String, String)>) -> Vec<Result<Option<Payment>, StoreError>> {
     match read_all(&pool, &keys).await {
-        Ok(found) => found.into_iter().map(Ok).collect(),
+        Ok(found) => found,
         Err(e) => vec![Err(e); keys.len()],
     }
 }
 
 /// The payment of each (merchant id, payment id) key, in the keys' order: `None` where no
-/// payment has the id, or where it is another merchant's.
-async fn read_all(pool: &Pool, keys: &[(String, String)]) -> Result<Vec<Option<Payment>>, StoreError> {
+/// payment has the id, or where it is another merchant's (whose row is then not even decoded).
+async fn read_all(
+    pool: &Pool,
+    keys: &[(String, String)],
+) -> Result<Vec<Result<Option<Payment>, StoreError>>, StoreError> {
     let c = client(pool).await?;
     let ids: Vec<&str> = keys.iter().map(|(_, id)| id.as_str()).collect();
     let stmt = c.prepare_cached(READ_PAYMENTS).await.map_err(map_err)?;
     let rows = c.query(&stmt, &[&ids]).await.map_err(map_err)?;
-    let mut payments = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let (mut payment, has_modifications) = payment_from(row)?;
-        if has_modifications {
-            payment.modifications = read_modifications(&c, &payment.id).await?;
+    let mut read: Vec<(&tokio_postgres::Row, Option<Result<Payment, StoreError>>)> =
+        rows.iter().map(|r| (r, None)).collect();
+    let mut answers = Vec::with_capacity(keys.len());
+    for (merchant, id) in keys {
+        let owned = read.iter_mut().find(|(row, _)| {
+            row.try_get::<_, &str>(0).is_ok_and(|v| v == id) && row.try_get::<_, &str>(1).is_ok_and(|v| v == merchant)
+        });
+        let Some((row, payment)) = owned else {
+            answers.push(Ok(None));
+            continue;
+        };
+        if payment.is_none() {
+            *payment = Some(read_row(&c, row).await);
         }
-        payments.push(payment);
+        answers.push(payment.clone().map(|p| p.map(Some)).unwrap_or(Ok(None)));
     }
-    Ok(keys
-        .iter()
-        .map(|(merchant, id)| payments.iter().find(|p| p.id == *id && p.merchant_id == *merchant).cloned())
-        .collect())
+    Ok(answers)
+}
+
+/// One row of [`READ_PAYMENTS`] as a payment, with its modifications when it has any.
+async fn read_row(c: &deadpool_postgres::Object, row: &tokio_postgres::Row) -> Result<Payment, StoreError> {
+    let (mut payment, has_modifications) = payment_from(row)?;
+    if has_modifications {
+        payment.modifications = read_modifications(c, &payment.id).await?;
+    }
+    Ok(payment)
 }
