@@ -15,7 +15,9 @@
 #   same server in a second fresh database (single-row insert with a custom script, and -S).
 #   Both databases are dropped on exit, also on failure or Ctrl-C.
 # --duration S: seconds per phase (10); --concurrency N: connections/clients in total (64), also
-#   pgbench's client count; --wrk-threads N: wrk threads in total (2), split over the nodes.
+#   pgbench's client count; --wrk-threads N: wrk threads in total (2), split over the nodes;
+#   --node-threads N: each PostgreSQL node's worker_threads (default: cores divided by --nodes);
+#   --server-logs DIR: keep each server's stderr in DIR/<name>.log (discarded otherwise).
 #
 # Installs wrk when it is missing (apt-get, as root), builds the release binaries (the ceiling
 # into /tmp/ceiling-target), then runs target/release/smartpay-bench, which prints throughput,

@@ -34,9 +34,10 @@ impl Millis {
         let days = secs.div_euclid(86_400);
         let sod = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        let Ok(year) = u64::try_from(y).map_err(|_| ()).and_then(|y| if y <= 9999 { Ok(y) } else { Err(()) }) else {
+        let Some(year) = u64::try_from(y).ok().filter(|y| *y <= 9999) else {
             return format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, (sod % 3600) / 60, sod % 60);
         };
+        let (sod, ms) = (sod.unsigned_abs(), ms.unsigned_abs());
         // Every status response writes several of these: digits are pushed directly, without
         // the formatting machinery (a few percent of a Get Payment Status' CPU).
         let mut out = String::with_capacity(24);
@@ -44,10 +45,10 @@ impl Millis {
             (year, 4, '-'),
             (u64::from(m), 2, '-'),
             (u64::from(d), 2, 'T'),
-            (sod.unsigned_abs() / 3600, 2, ':'),
-            ((sod.unsigned_abs() % 3600) / 60, 2, ':'),
-            (sod.unsigned_abs() % 60, 2, '.'),
-            (ms.unsigned_abs(), 3, 'Z'),
+            (sod / 3600, 2, ':'),
+            ((sod % 3600) / 60, 2, ':'),
+            (sod % 60, 2, '.'),
+            (ms, 3, 'Z'),
         ];
         for (value, width, then) in fields {
             crate::money::push_digits(&mut out, value, width);

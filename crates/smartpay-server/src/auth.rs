@@ -167,11 +167,7 @@ impl Authenticator {
         // One reader of the keys at a time: a reload for an unknown kid that read the keys
         // before a rotation must not store them after this refresh stored the newer ones.
         let _keys_read = self.key_reload.lock().await;
-        let records = self.store.signing_keys().await?;
-        let keys = self.load_keys(&records, self.clock.now());
-        if let Ok(mut k) = self.keys.write() {
-            *k = keys;
-        }
+        self.reload_keys(self.clock.now()).await?;
         if let Ok(mut m) = self.basic_cache.lock() {
             m.clear();
         }
@@ -348,6 +344,12 @@ impl Authenticator {
             return Ok(());
         }
         *last = Some(now);
+        self.reload_keys(now).await
+    }
+
+    /// Reads the signing keys from the store and makes them this node's (callers hold
+    /// `key_reload`).
+    async fn reload_keys(&self, now: Millis) -> Result<(), StoreError> {
         let records = self.store.signing_keys().await?;
         let keys = self.load_keys(&records, now);
         if let Ok(mut k) = self.keys.write() {

@@ -353,33 +353,25 @@ fn load_config(common: &Common) -> anyhow::Result<Config> {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    // The configuration is read before the runtime starts: it says how many threads to run.
-    let cfg = match load_config(&cli.common) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = cfg.worker_threads {
-        builder.worker_threads(n);
-    }
-    let runtime = match builder.enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli, cfg)) {
+    match start(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Reads the configuration first (it says how many threads to run), then starts the runtime
+/// and runs the command on it.
+fn start(cli: Cli) -> anyhow::Result<()> {
+    let cfg = load_config(&cli.common)?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cfg.worker_threads {
+        builder.worker_threads(n);
+    }
+    let runtime = builder.enable_all().build().context("cannot start the runtime")?;
+    runtime.block_on(run(cli, cfg))
 }
 
 async fn run(cli: Cli, mut cfg: Config) -> anyhow::Result<()> {

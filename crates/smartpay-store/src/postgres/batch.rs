@@ -14,8 +14,8 @@
 //! statement that holds its call has ended (for a write: committed), so nothing is acknowledged
 //! earlier than it would have been alone. Calls whose caller has gone are dropped before a batch
 //! runs; a batch that has not finished after [`BATCH_TIMEOUT`] answers its callers that the
-//! database is unavailable, so one stuck statement does not hold up every later call. The task ends when the [`Batcher`] (its store) is
-//! dropped: its queue closes.
+//! database is unavailable, so one stuck statement does not hold up every later call. The task
+//! ends when the [`Batcher`] (its store) is dropped: its queue closes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -105,17 +105,15 @@ async fn collect<T: Send + 'static, R: Send + 'static>(
         tokio::spawn(async move {
             // A batch holds one of few slots: one that hangs (a lock held elsewhere, a
             // connection gone half-open) must not hold up every later call of its kind.
-            let answers = match tokio::time::timeout(BATCH_TIMEOUT, answers).await {
-                Ok(answers) => answers,
-                Err(_) => {
-                    crate::postgres::unavailable();
-                    Vec::new()
-                }
-            };
+            let answers = tokio::time::timeout(BATCH_TIMEOUT, answers).await.unwrap_or_else(|_| {
+                crate::postgres::unavailable();
+                let late = StoreError::Unavailable(format!("database: {statement} did not finish in time"));
+                replies.iter().map(|_| Err(late.clone())).collect()
+            });
             let mut answers = answers.into_iter();
             for reply in replies {
                 let answer = answers.next().unwrap_or_else(|| {
-                    Err(StoreError::Unavailable(format!("database: {statement} did not finish in time")))
+                    Err(StoreError::Internal(format!("{statement}: a call of the batch got no answer")))
                 });
                 let _ = reply.send(answer);
             }

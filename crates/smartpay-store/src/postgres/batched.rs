@@ -166,10 +166,12 @@ async fn read_all(
             answers.push(Ok(None));
             continue;
         };
-        if payment.is_none() {
-            *payment = Some(read_row(&c, row).await);
-        }
-        answers.push(payment.clone().map(|p| p.map(Some)).unwrap_or(Ok(None)));
+        // Decoded once, however many callers asked for it.
+        let decoded = match payment {
+            Some(done) => done.clone(),
+            None => payment.insert(read_row(&c, row).await).clone(),
+        };
+        answers.push(decoded.map(Some));
     }
     Ok(answers)
 }

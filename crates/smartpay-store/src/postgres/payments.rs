@@ -36,21 +36,16 @@ fn big(v: u32) -> i64 {
 /// The payment columns [`payment_from`] reads, then its status history (three arrays kept in
 /// the payment's own row, migration 0007), then whether the payment has modifications at all
 /// (so the common read, a checkout without any, is one statement on one primary-key lookup).
-/// `$from` names the tables (`payments p` among them) and the condition; `$extra` adds columns
-/// after those.
 macro_rules! payment_query {
     ($condition:literal) => {
-        payment_query!("", concat!("FROM payments p WHERE ", $condition))
-    };
-    ($extra:expr, $from:expr) => {
         concat!(
             "SELECT ",
             payment_columns!(),
             ", p.history_statuses, p.history_ats, p.history_reasons,
-                EXISTS (SELECT 1 FROM modifications m WHERE m.payment_id = p.id)",
-            $extra,
-            " ",
-            $from
+                EXISTS (SELECT 1 FROM modifications m WHERE m.payment_id = p.id)
+             FROM payments p
+             WHERE ",
+            $condition
         )
     };
 }
