@@ -168,21 +168,7 @@ async fn refunds_are_notified_as_refunds(store: &Shared) {
     merchant(store, "m1").await;
     store.set_notification_settings("m1", Some(settings(NotificationAuth::None))).await.unwrap();
     authorized(store, "m1", "p1").await;
-    let capture = NewModification {
-        pk: "cap".into(),
-        merchant_id: "m1".into(),
-        payment_id: "p1".into(),
-        modification_id: "capture-1".into(),
-        request: ModificationRequest::Merchant(Request::Capture(None)),
-        currency: None,
-        description: None,
-        custom_references: None,
-        fingerprint: b"capture".to_vec(),
-        at: Millis(10_000),
-        origin: EventOrigin::Api,
-        resolve_at: None,
-        authorize_first: None,
-    };
+    let capture = full_capture("cap", "capture-1", "p1");
     store.begin_modification(capture.clone()).await.unwrap();
     let done = |kind: ModificationType, at: i64| ModificationAnswer {
         status: kind.final_status(true),

@@ -224,22 +224,7 @@ async fn concurrent_reads_each_get_their_own_payment(store: &Shared) {
         created(store, if i < 4 { "m1" } else { "m2" }, &format!("r{i}")).await;
     }
     authorized(store, "m1", "r1").await;
-    let capture = NewModification {
-        pk: "cap-r1".into(),
-        merchant_id: "m1".into(),
-        payment_id: "r1".into(),
-        modification_id: "mod-cap-r1".into(),
-        request: ModificationRequest::Merchant(smartpay_domain::modification::Request::Capture(None)),
-        currency: Some("EUR".into()),
-        description: None,
-        custom_references: None,
-        fingerprint: b"capture".to_vec(),
-        at: Millis(10_000),
-        origin: EventOrigin::Api,
-        resolve_at: Some(Millis(20_000)),
-        authorize_first: None,
-    };
-    let begun = store.begin_modification(capture).await.unwrap();
+    let begun = store.begin_modification(full_capture("cap-r1", "mod-cap-r1", "r1")).await.unwrap();
     assert!(matches!(begun, BeginOutcome::Started { .. }), "{begun:?}");
     // (merchant asking, id asked for): its own, another merchant's, unknown, the same id twice.
     let asks: Vec<(&str, String)> = (0..48)

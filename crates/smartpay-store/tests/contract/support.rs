@@ -300,3 +300,23 @@ pub async fn authorized(store: &Shared, merchant: &str, id: &str) {
 pub async fn history(store: &Shared, merchant: &str, id: &str) -> Vec<PaymentStatus> {
     store.payment(merchant, id).await.unwrap().expect("payment").history.iter().map(|h| h.status).collect()
 }
+
+/// Merchant `m1`'s request to capture all of `payment`, made through the API at 10 000, with no
+/// currency, description or resolution job of its own.
+pub fn full_capture(pk: &str, modification_id: &str, payment: &str) -> NewModification {
+    NewModification {
+        pk: pk.into(),
+        merchant_id: "m1".into(),
+        payment_id: payment.into(),
+        modification_id: modification_id.into(),
+        request: ModificationRequest::Merchant(smartpay_domain::modification::Request::Capture(None)),
+        currency: None,
+        description: None,
+        custom_references: None,
+        fingerprint: b"capture".to_vec(),
+        at: Millis(10_000),
+        origin: EventOrigin::Api,
+        resolve_at: None,
+        authorize_first: None,
+    }
+}
